@@ -1,0 +1,1 @@
+"""Simulated world and byte-level device emulators (imports nothing of chipctl or drivers)."""
