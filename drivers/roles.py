@@ -123,6 +123,23 @@ class SyringePump(ABC):
     def close(self) -> None:
         """Release the link (does not stop the pump: call :meth:`stop` first)."""
 
+    @abstractmethod
+    def reconnect(self) -> None:
+        """Re-open the link after it was lost and re-read the device's state.
+
+        Unlike :meth:`connect`, this changes nothing on the device (counters, settings): it
+        resynchronises the driver with what the device now reports, so nothing drifts
+        silently. Raises :class:`drivers.errors.TransportError` if the link is still gone.
+        """
+
+    #: Period at which :meth:`heartbeat` must be called while a run is in progress, or
+    #: None if the device needs none (New Era safe mode has a communication watchdog).
+    heartbeat_period_s: float | None = None
+
+    def heartbeat(self) -> None:
+        """Keep the device's communication watchdog alive (default: nothing to do)."""
+        return
+
     # -- limits ----------------------------------------------------------------------
 
     @abstractmethod
@@ -228,6 +245,23 @@ class Valve(ABC):
     def close(self) -> None:
         """Release the link."""
 
+    @abstractmethod
+    def reconnect(self) -> None:
+        """Re-open the link after it was lost and re-read the device's state.
+
+        Unlike :meth:`connect`, this changes nothing on the device (counters, settings): it
+        resynchronises the driver with what the device now reports, so nothing drifts
+        silently. Raises :class:`drivers.errors.TransportError` if the link is still gone.
+        """
+
+    #: Period at which :meth:`heartbeat` must be called while a run is in progress, or
+    #: None if the device needs none (New Era safe mode has a communication watchdog).
+    heartbeat_period_s: float | None = None
+
+    def heartbeat(self) -> None:
+        """Keep the device's communication watchdog alive (default: nothing to do)."""
+        return
+
     def select(self, position: int) -> None:
         """Move to ``position`` (1..n_positions) and return when it is there."""
         if not 1 <= position <= self.n_positions:
@@ -282,6 +316,23 @@ class FlowSensor(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop measuring and release the link."""
+
+    @abstractmethod
+    def reconnect(self) -> None:
+        """Re-open the link after it was lost and re-read the device's state.
+
+        Unlike :meth:`connect`, this changes nothing on the device (counters, settings): it
+        resynchronises the driver with what the device now reports, so nothing drifts
+        silently. Raises :class:`drivers.errors.TransportError` if the link is still gone.
+        """
+
+    #: Period at which :meth:`heartbeat` must be called while a run is in progress, or
+    #: None if the device needs none (New Era safe mode has a communication watchdog).
+    heartbeat_period_s: float | None = None
+
+    def heartbeat(self) -> None:
+        """Keep the device's communication watchdog alive (default: nothing to do)."""
+        return
 
     @abstractmethod
     def read(self) -> FlowReading:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Component", "World"]
+__all__ = ["Component", "FlowSource", "SyringeMechanics", "World"]
 
 
 class Component(Protocol):
@@ -59,3 +59,31 @@ class World:
             for component in self._components:
                 component.step(self.t_s, t1_s)
             self.t_s = t1_s
+
+
+class SyringeMechanics(Protocol):
+    """What the hydraulics needs of an emulated syringe pump (implemented by each emulator).
+
+    The pump steps before the hydraulics in the world's component order; after its step it
+    publishes the volume it displaced, and the hydraulics answers with the pressure at the
+    syringe outlet, which the pump compares with its force limit (and stalls above it).
+    """
+
+    #: Volume pushed out of the syringe into the connected line during the last step, in uL
+    #: (negative when withdrawing; only volume that goes through the line connected to the
+    #: chip counts, e.g. a Cavro counts its chip port only).
+    last_step_displaced_ul: float
+    #: Gauge pressure at the syringe outlet in kPa, written by the hydraulics each step.
+    back_pressure_kpa: float
+
+
+class FlowSource(Protocol):
+    """What an emulated flow sensor reads: the true flow at its place in the network."""
+
+    def true_flow_ul_min(self) -> float:
+        """Return the true volumetric flow through the sensor (uL/min, signed)."""
+        ...
+
+    def air_in_line(self) -> bool:
+        """Tell whether a bubble is passing the sensor."""
+        ...
