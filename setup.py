@@ -13,5 +13,8 @@ setup(
         "chipctl.builtin_protocols",
     ],
     package_dir={"chipctl.builtin_protocols": "protocols"},
-    package_data={"chipctl.builtin_protocols": ["*.toml", "*.md"]},
+    package_data={
+        "chipctl": ["rigs/*.toml", "py.typed"],
+        "chipctl.builtin_protocols": ["*.toml", "*.md"],
+    },
 )

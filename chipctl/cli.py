@@ -1,0 +1,309 @@
+"""The ``chipctl`` command line.
+
+Every command prints one clear line and exits non-zero on bad input or a device fault,
+never a traceback (exit codes: 0 done, 1 run failed or aborted, 2 bad input). ``--debug``
+shows tracebacks and wire traffic for developers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn, TextIO
+
+from chipctl.errors import ChipctlError, InputError
+from drivers.errors import DeviceError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_rig_choice(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("instrument (choose one)")
+    group.add_argument(
+        "--sim", action="store_true", help="use the simulated reference rig (virtual clock)"
+    )
+    group.add_argument(
+        "--config", metavar="FILE", type=Path, help="instrument config (TOML) of your rig"
+    )
+
+
+def _build_parser() -> _Parser:
+    from chipctl import __version__
+
+    parser = _Parser(
+        prog="chipctl",
+        description="Controller for microfluidic tumor-on-a-chip instruments.",
+    )
+    parser.add_argument("--version", action="version", version=f"chipctl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and wire traffic")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run a protocol (preflight first)",
+        description="Validate, preflight and run a protocol, writing one HDF5 run file.",
+    )
+    run.add_argument("protocol", metavar="PROTOCOL", help="protocol file or built-in name")
+    _add_rig_choice(run)
+    run.add_argument("--out", metavar="FILE", type=Path, help="run file (default: runs/...h5)")
+    run.add_argument("--seed", type=int, default=0, help="simulated world seed (default 0)")
+    timing = run.add_mutually_exclusive_group()
+    timing.add_argument(
+        "--realtime", action="store_true", help="run the simulated rig on the real clock"
+    )
+    timing.add_argument(
+        "--speed", type=float, metavar="X", help="run the simulated rig X times faster than real"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+
+    check = commands.add_parser(
+        "check",
+        help="validate and preflight a protocol without moving anything",
+        description="Validate a protocol and preflight it on the instrument; nothing moves.",
+    )
+    check.add_argument("protocol", metavar="PROTOCOL", help="protocol file or built-in name")
+    _add_rig_choice(check)
+
+    commands.add_parser(
+        "protocols",
+        help="list the built-in protocols",
+        description="List the built-in protocols with their descriptions.",
+    )
+
+    simulate = commands.add_parser(
+        "simulate", help="simulator tools", description="Simulator tools."
+    )
+    sim_commands = simulate.add_subparsers(
+        dest="sim_command", metavar="COMMAND", parser_class=_Parser
+    )
+    serve = sim_commands.add_parser(
+        "serve",
+        help="serve emulated devices on pseudo-terminals",
+        description=(
+            "Serve every emulated serial device of a simulated rig on its own PTY, in real "
+            "time, until interrupted. Prints one line per device: NAME MODEL PATH."
+        ),
+    )
+    serve.add_argument(
+        "--config", metavar="FILE", type=Path, help="simulated config (default: reference rig)"
+    )
+    serve.add_argument("--seed", type=int, default=0, help="simulated world seed (default 0)")
+    return parser
+
+
+def _need_rig_choice(args: argparse.Namespace) -> None:
+    if args.sim and args.config is not None:
+        raise InputError("choose either --sim or --config FILE, not both")
+    if not args.sim and args.config is None:
+        raise InputError(
+            "choose the simulated reference rig (--sim) or your instrument (--config FILE); "
+            "chipctl never guesses which"
+        )
+
+
+def _rig_label(simulated: bool, name: str, clock_label: str) -> str:
+    if simulated:
+        return f"SIMULATED: {name} ({clock_label})"
+    return f"HARDWARE: {name}"
+
+
+class _Progress:
+    """Progress display on stderr: a live bar on a terminal, one line per step otherwise."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = stream.isatty()
+        self._last_step = -2
+
+    def __call__(self, status: object) -> None:
+        from chipctl.engine.run import RunStatus
+        from chipctl.units import format_duration
+
+        if not self.enabled or not isinstance(status, RunStatus):
+            return
+        total_s = max(status.expected_duration_s, 1e-9)
+        fraction = min(status.t_s / total_s, 1.0)
+        step = f"step {status.step_index + 1}/{status.n_steps}"
+        label = status.step_label.partition(" ")[2].partition(" ")[2] or ""
+        t = f"{format_duration(status.t_s)} / {format_duration(status.expected_duration_s)}"
+        if self.tty:
+            bar = "#" * int(fraction * 30)
+            line = f"\r{step} {label:<22.22} {t} [{bar:<30}] {fraction:4.0%}"
+            self.stream.write(line)
+            self.stream.flush()
+        elif status.step_index != self._last_step and status.step_index >= 0:
+            self.stream.write(f"{step} {label} at {format_duration(status.t_s)}\n")
+            self.stream.flush()
+        self._last_step = status.step_index
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import chipctl.api as api
+    from chipctl.engine.run import Run
+    from chipctl.units import format_duration
+
+    _need_rig_choice(args)
+    cfg = api.resolve_config(args.config, sim=args.sim)
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if not cfg.simulated and (args.realtime or args.speed is not None):
+        raise InputError("--realtime and --speed only apply to the simulated rig")
+    clock_label = (
+        f"{args.speed:g}x real time"
+        if args.speed
+        else "real time"
+        if args.realtime
+        else "virtual clock"
+    )
+    print(
+        _rig_label(cfg.simulated, cfg.name, clock_label)
+        + (f", seed {args.seed}" if cfg.simulated else ""),
+        file=sys.stderr,
+    )
+    progress = _Progress(sys.stderr, enabled=not args.quiet)
+    holder: list[Run] = []
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if holder:
+            holder[0].abort("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        result = api.run_protocol(
+            args.protocol,
+            cfg,
+            out=args.out,
+            seed=args.seed,
+            realtime=args.realtime,
+            speed=args.speed,
+            on_status=progress,
+            run_ready=holder.append,
+        )
+    except KeyboardInterrupt:
+        progress.done()
+        print("chipctl: interrupted: pumps stopped, run file closed as aborted", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    progress.done()
+    volumes = ", ".join(f"{n} {v:.6g} uL" for n, v in result.delivered_ul.items())
+    mode = "simulated" if result.simulated else "hardware"
+    print(
+        f"{result.state.value}: {result.protocol.name} on {cfg.name} ({mode}), "
+        f"{format_duration(result.duration_s)} run time; delivered: {volumes or 'none'}"
+        + ("" if result.ok else f"; {result.message}")
+    )
+    print(f"run file: {result.path}")
+    return EXIT_OK if result.ok else EXIT_RUN_FAILED
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import chipctl.api as api
+    from chipctl.units import format_duration
+
+    _need_rig_choice(args)
+    cfg = api.resolve_config(args.config, sim=args.sim)
+    protocol, pre = api.check_protocol(args.protocol, cfg)
+    print(f"{protocol.source}: OK: {protocol.name}, {len(protocol.steps)} steps on {cfg.name}")
+    print(f"  duration: {format_duration(pre.duration_s)}")
+    for name in sorted(set(pre.infused_ul) | set(pre.withdrawn_ul)):
+        print(
+            f"  {name}: infuses {pre.infused_ul.get(name, 0.0):g} uL, "
+            f"withdraws {pre.withdrawn_ul.get(name, 0.0):g} uL"
+        )
+    return EXIT_OK
+
+
+def _cmd_protocols(args: argparse.Namespace) -> int:
+    from chipctl.protocol.catalog import builtin_names
+    from chipctl.protocol.loader import load_protocol
+
+    for name in builtin_names():
+        print(f"{name:24} {load_protocol(name).description}")
+    return EXIT_OK
+
+
+def _cmd_simulate_serve(args: argparse.Namespace) -> int:
+    from chipctl.config import load_config, reference_rig_config
+    from chipctl.rig import build_emulators
+    from drivers.clock import RealClock
+    from simulator.pty import PtyServer
+
+    cfg = load_config(args.config) if args.config else reference_rig_config()
+    _, emulators = build_emulators(cfg, seed=args.seed)
+    clock = RealClock()
+    server = PtyServer(emulators, clock.now_s)
+    server.start()
+    try:
+        for link, emulator in emulators.items():
+            names = [d.name for d in cfg.devices.values() if d.link == link]
+            model = getattr(emulator, "model", type(emulator).__name__)
+            print(f"{','.join(names)} {model} {server.paths[link]}", flush=True)
+        print("serving in real time; Ctrl-C to stop", file=sys.stderr, flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handlers = {
+        "run": _cmd_run,
+        "check": _cmd_check,
+        "protocols": _cmd_protocols,
+    }
+    try:
+        if args.command == "simulate":
+            if args.sim_command != "serve":
+                parser.parse_args(["simulate", "--help"])
+            return _cmd_simulate_serve(args)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_BAD_INPUT
+        return handlers[args.command](args)
+    except ChipctlError as exc:
+        if args.debug:
+            raise
+        print(f"chipctl {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except DeviceError as exc:
+        if args.debug:
+            raise
+        print(f"chipctl {args.command}: device error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except KeyboardInterrupt:
+        print(f"chipctl {args.command}: interrupted", file=sys.stderr)
+        return EXIT_RUN_FAILED

@@ -1,0 +1,243 @@
+"""Instrument configs: which devices a rig has, how each is linked, what syringe it holds.
+
+An instrument config is a TOML file::
+
+    [instrument]
+    name = "bench 2"
+    telemetry_period = "10 s"          # how often every device is polled into the run file
+
+    [devices.medium]
+    driver = "harvard"                 # see chipctl.rig.DRIVERS
+    model = "phd-ultra"
+    link = "serial:///dev/ttyUSB0?baudrate=115200"
+    address = 0
+    syringe = "BD Plastipak 10 mL"     # or { inner_diameter = "14.43 mm", volume = "10 mL" }
+
+Links are URLs: ``serial://PORT?baudrate=N`` for hardware, ``sim://EMULATOR`` for the
+simulator. A config is either all hardware or all simulated: chipctl never mixes the two and
+never falls back to a simulated device when hardware fails to open (DESIGN.md, "Safety").
+Devices with the same link URL share one bus (daisy-chained pumps).
+
+Keys a driver does not know are errors, not silently ignored: a typo in a safety-relevant
+setting must not pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from chipctl.errors import ConfigError
+from chipctl.units import DURATION, LENGTH, VOLUME, UnitError, parse_quantity
+from drivers.roles import Syringe
+from drivers.syringes import lookup_syringe
+
+__all__ = [
+    "REFERENCE_RIG",
+    "DeviceConfig",
+    "InstrumentConfig",
+    "load_config",
+    "parse_config",
+    "reference_rig_config",
+]
+
+#: Label of the built-in simulated reference rig in messages and run files.
+REFERENCE_RIG = "<built-in simulated reference rig>"
+
+_REFERENCE_RIG_FILE = Path(__file__).parent / "rigs" / "reference-sim.toml"
+
+#: Default telemetry period when the config names none.
+DEFAULT_TELEMETRY_PERIOD_S = 10.0
+
+_COMMON_KEYS = {"driver", "link", "model", "address", "syringe"}
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One device of an instrument config.
+
+    Args:
+        name: the device's name (its key under ``[devices]``).
+        driver: the driver kind (``"harvard"``, ``"newera"``...).
+        link: the link URL.
+        model: the model variant the driver should speak, if it has variants.
+        address: the bus address, if the protocol has addresses.
+        syringe: the mounted syringe, for pumps.
+        options: the remaining driver-specific keys (checked by the rig assembly).
+    """
+
+    name: str
+    driver: str
+    link: str
+    model: str | None = None
+    address: int | str | None = None
+    syringe: Syringe | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        """Return the link's URL scheme (``"serial"`` or ``"sim"``)."""
+        return urlsplit(self.link).scheme
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """A parsed instrument config.
+
+    Args:
+        name: the instrument's name.
+        source: the file it came from (or :data:`REFERENCE_RIG`).
+        text: the exact text, stored in every run file.
+        telemetry_period_s: the device polling period.
+        devices: the devices by name, in file order.
+    """
+
+    name: str
+    source: str
+    text: str
+    telemetry_period_s: float
+    devices: dict[str, DeviceConfig]
+
+    @property
+    def simulated(self) -> bool:
+        """Tell whether this is a simulated rig (all links ``sim://``)."""
+        return all(d.scheme == "sim" for d in self.devices.values())
+
+
+def _parse_syringe(source: str, where: str, value: object) -> Syringe:
+    if isinstance(value, str):
+        try:
+            return lookup_syringe(value)
+        except KeyError as exc:
+            raise ConfigError(source, where, str(exc.args[0])) from None
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"name", "inner_diameter", "volume"})
+        if unknown:
+            raise ConfigError(source, where, f"unknown key(s) {', '.join(unknown)}")
+        for key in ("inner_diameter", "volume"):
+            if key not in value:
+                raise ConfigError(source, f"{where}.{key}", "missing")
+        try:
+            diameter_mm = parse_quantity(value["inner_diameter"], LENGTH)
+        except UnitError as exc:
+            raise ConfigError(source, f"{where}.inner_diameter", str(exc)) from None
+        try:
+            volume_ul = parse_quantity(value["volume"], VOLUME)
+        except UnitError as exc:
+            raise ConfigError(source, f"{where}.volume", str(exc)) from None
+        name = value.get("name", f"custom {diameter_mm:g} mm / {volume_ul:g} uL")
+        try:
+            return Syringe(name=str(name), inner_diameter_mm=diameter_mm, volume_ul=volume_ul)
+        except ValueError as exc:
+            raise ConfigError(source, where, str(exc)) from None
+    raise ConfigError(
+        source, where, "must be a syringe name or { inner_diameter = ..., volume = ... }"
+    )
+
+
+def _parse_device(source: str, name: str, table: object) -> DeviceConfig:
+    where = f"devices.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(source, where, "must be a table")
+    for key in ("driver", "link"):
+        if key not in table:
+            raise ConfigError(source, f"{where}.{key}", "missing")
+        if not isinstance(table[key], str) or not table[key].strip():
+            raise ConfigError(source, f"{where}.{key}", "must be a non-empty string")
+    link = table["link"].strip()
+    scheme = urlsplit(link).scheme
+    if scheme not in ("serial", "sim"):
+        raise ConfigError(
+            source,
+            f"{where}.link",
+            f"{link!r} is not a serial://PORT or sim://EMULATOR URL",
+        )
+    model = table.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ConfigError(source, f"{where}.model", "must be a string")
+    address = table.get("address")
+    if address is not None and (isinstance(address, bool) or not isinstance(address, int | str)):
+        raise ConfigError(source, f"{where}.address", "must be an integer or a string")
+    syringe = None
+    if "syringe" in table:
+        syringe = _parse_syringe(source, f"{where}.syringe", table["syringe"])
+    options = {k: v for k, v in table.items() if k not in _COMMON_KEYS}
+    return DeviceConfig(
+        name=name,
+        driver=table["driver"].strip(),
+        link=link,
+        model=model,
+        address=address,
+        syringe=syringe,
+        options=options,
+    )
+
+
+def parse_config(text: str, source: str) -> InstrumentConfig:
+    """Parse and validate config ``text`` read from ``source``.
+
+    Raises:
+        ConfigError: malformed TOML or an invalid value, naming file and key.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, None, f"not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"instrument", "devices"})
+    if unknown:
+        raise ConfigError(source, None, f"unknown table(s) {', '.join(unknown)}")
+    instrument = data.get("instrument", {})
+    if not isinstance(instrument, dict):
+        raise ConfigError(source, "instrument", "must be a table")
+    unknown = sorted(set(instrument) - {"name", "telemetry_period"})
+    if unknown:
+        raise ConfigError(source, "instrument", f"unknown key(s) {', '.join(unknown)}")
+    name = instrument.get("name", Path(source).stem)
+    if not isinstance(name, str):
+        raise ConfigError(source, "instrument.name", "must be a string")
+    period_s = DEFAULT_TELEMETRY_PERIOD_S
+    if "telemetry_period" in instrument:
+        try:
+            period_s = parse_quantity(instrument["telemetry_period"], DURATION)
+        except UnitError as exc:
+            raise ConfigError(source, "instrument.telemetry_period", str(exc)) from None
+        if period_s < 0.05:
+            raise ConfigError(source, "instrument.telemetry_period", "must be at least 50 ms")
+    devices_table = data.get("devices")
+    if not isinstance(devices_table, dict) or not devices_table:
+        raise ConfigError(source, "devices", "the config names no devices")
+    devices = {n: _parse_device(source, n, t) for n, t in devices_table.items()}
+    schemes = {d.scheme for d in devices.values()}
+    if len(schemes) > 1:
+        raise ConfigError(
+            source,
+            "devices",
+            "mixes serial:// and sim:// links; a rig is either all hardware or all simulated",
+        )
+    return InstrumentConfig(
+        name=name, source=source, text=text, telemetry_period_s=period_s, devices=devices
+    )
+
+
+def load_config(path: str | Path) -> InstrumentConfig:
+    """Read and parse the config file at ``path``.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or invalid.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), None, f"cannot read: {exc}") from None
+    return parse_config(text, str(path))
+
+
+def reference_rig_config() -> InstrumentConfig:
+    """Return the built-in simulated reference rig."""
+    return parse_config(_REFERENCE_RIG_FILE.read_text(encoding="utf-8"), REFERENCE_RIG)

@@ -1,0 +1,1 @@
+"""The run engine: a discrete-event scheduler on the Clock, and the run that drives it."""

@@ -1,0 +1,213 @@
+"""One run of a protocol on a rig: the engine thread, its state machine and its safety net.
+
+Thread topology (DESIGN.md, "Concurrency"):
+
+- the **engine thread** (started by :meth:`Run.start`, or the caller's thread with
+  :meth:`Run.run`) owns the session and every device: it runs the scheduler, which
+  executes protocol steps, telemetry polls and heartbeats in time order on the clock;
+- the **run-file writer thread** (inside :class:`chipctl.runfile.RunFileWriter`) owns the
+  HDF5 file and is fed through a queue by the recorder calls;
+- **any other thread** (the CLI's main thread, later the GUI) only reads
+  :meth:`Run.status` snapshots and calls :meth:`Run.abort`, which is thread-safe.
+
+States: ``idle -> running -> completed | aborted | failed``. Whatever ends the run (the
+last step, an abort, a device fault, an internal error), the engine thread stops every
+pump before it records the final state (:meth:`Session.close`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from enum import Enum
+
+from chipctl.engine.scheduler import Scheduler
+from chipctl.errors import ChipctlError
+from chipctl.protocol.model import Protocol
+from chipctl.protocol.preflight import Preflight, preflight
+from chipctl.protocol.runner import StepRunner
+from chipctl.rig import Rig
+from chipctl.session import Recorder, Session
+from drivers.errors import DeviceError
+
+__all__ = ["Run", "RunState", "RunStatus"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunState(Enum):
+    """Where a run is in its life."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        """Tell whether the run has ended."""
+        return self in (RunState.COMPLETED, RunState.ABORTED, RunState.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """A snapshot of a run, safe to read from any thread.
+
+    Args:
+        state: the run's state.
+        step_index: 0-based index of the current step (-1 before the first).
+        step_label: ``"step 3 ('dose')"``.
+        n_steps: number of steps.
+        t_s: time since the run started (run clock).
+        expected_duration_s: the preflight's predicted duration.
+        message: why the run ended, when it has.
+    """
+
+    state: RunState
+    step_index: int
+    step_label: str
+    n_steps: int
+    t_s: float
+    expected_duration_s: float
+    message: str = ""
+
+
+class Run:
+    """Runs ``protocol`` on ``rig``, recording into ``recorder``.
+
+    Args:
+        protocol: a validated protocol.
+        rig: the built (not yet connected) rig.
+        recorder: the run file writer (or a memory recorder).
+
+    Raises:
+        ProtocolError: from the constructor, if the protocol fails preflight on this rig.
+    """
+
+    def __init__(self, protocol: Protocol, rig: Rig, recorder: Recorder) -> None:
+        """Preflight the protocol on the rig; nothing moves yet."""
+        self.protocol = protocol
+        self.rig = rig
+        self.recorder = recorder
+        self.preflight: Preflight = preflight(protocol, rig)
+        self.session = Session(rig, recorder)
+        self.scheduler = Scheduler(rig.clock)
+        self._lock = threading.Lock()
+        self._state = RunState.IDLE
+        self._message = ""
+        self._step_index = -1
+        self._abort_reason: str | None = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    # -- thread-safe surface ---------------------------------------------------------
+
+    def status(self) -> RunStatus:
+        """Return a consistent snapshot of the run."""
+        with self._lock:
+            index = self._step_index
+            label = self.protocol.steps[index].info.label() if index >= 0 else ""
+            t_s = self.session.t_s() if self._state is not RunState.IDLE else 0.0
+            return RunStatus(
+                self._state,
+                index,
+                label,
+                len(self.protocol.steps),
+                t_s,
+                self.preflight.duration_s,
+                self._message,
+            )
+
+    def abort(self, reason: str = "operator abort") -> None:
+        """Ask the run to stop now; pumps are stopped by the engine thread (any thread)."""
+        with self._lock:
+            if self._abort_reason is None:
+                self._abort_reason = reason
+        self.scheduler.request_stop()
+
+    def start(self) -> threading.Thread:
+        """Run on a new engine thread; returns it (``join()`` to wait)."""
+        thread = threading.Thread(target=self.run, name="chipctl-engine", daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
+
+    # -- engine thread ---------------------------------------------------------------
+
+    def _set_state(self, state: RunState, message: str = "") -> None:
+        with self._lock:
+            self._state = state
+            self._message = message
+
+    def _on_step(self, index: int) -> None:
+        with self._lock:
+            self._step_index = index
+
+    def run(self) -> RunState:
+        """Run to the end on the calling thread; returns the final state.
+
+        Device faults and internal errors end the run as ``failed`` (kept in
+        :attr:`error`), an :meth:`abort` as ``aborted``; neither raises. Pumps are always
+        stopped before this returns.
+        """
+        self._set_state(RunState.RUNNING)
+        done = threading.Event()
+        final = RunState.FAILED
+        message = ""
+        try:
+            self.session.open()
+            self.session.event(
+                "run",
+                "started",
+                f"{self.protocol.name}: {len(self.protocol.steps)} steps, "
+                f"expected {self.preflight.duration_s:g} s",
+            )
+            period_s = self.rig.config.telemetry_period_s
+            self.scheduler.call_every(period_s, self.session.poll, name="telemetry")
+            periods = [
+                d.heartbeat_period_s
+                for d in self.rig.devices.values()
+                if d.heartbeat_period_s is not None
+            ]
+            if periods:
+                self.scheduler.call_every(min(periods), self.session.heartbeat, name="heartbeat")
+
+            def finished() -> None:
+                done.set()
+                self.scheduler.request_stop()
+
+            runner = StepRunner(
+                self.protocol, self.session, self.scheduler, on_step=self._on_step, on_done=finished
+            )
+            if self._abort_reason is None:
+                runner.start()
+                self.scheduler.run()
+            if done.is_set():
+                final, message = RunState.COMPLETED, "all steps done"
+            else:
+                final = RunState.ABORTED
+                message = self._abort_reason or "stopped before the end"
+        except (DeviceError, ChipctlError) as exc:
+            self.error = exc
+            final, message = RunState.FAILED, str(exc)
+        except BaseException as exc:  # an internal error must still stop the pumps
+            self.error = exc
+            final, message = RunState.FAILED, f"internal error: {type(exc).__name__}: {exc}"
+            logger.exception("run failed with an internal error")
+        finally:
+            self._finish(final, message)
+        return final
+
+    def _finish(self, final: RunState, message: str) -> None:
+        kind = final.value if final is not RunState.RUNNING else "failed"
+        try:
+            failed = self.session.stop_all_pumps(f"run {kind}")
+            if failed and final is RunState.COMPLETED:
+                final, message = RunState.FAILED, f"could not stop {', '.join(failed)}"
+            self.session.poll()
+        finally:
+            self.session.event("run", kind, message)
+            self.session.close()
+            self._set_state(final, message)

@@ -1,0 +1,119 @@
+"""Execute a protocol's steps as callbacks on the engine's scheduler.
+
+Each step starts when the previous one has finished (or at once, after a pump step with
+``wait = false``). A pump step sends the pump its rate and target volume and then checks
+the pump's status when it should be done, and again until it has stopped by itself; a
+stall or alarm during the step fails the run. All device I/O happens on the engine thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chipctl.engine.scheduler import Scheduler
+from chipctl.protocol.model import Protocol, PumpStep, Step, StopStep, WaitStep
+from chipctl.session import Session
+from drivers.errors import DeviceAlarm
+from drivers.roles import PumpDirection, SyringePump
+
+__all__ = ["StepRunner"]
+
+#: Longest interval between status checks of a pump step that overran its expected end.
+RECHECK_MAX_S = 10.0
+#: Shortest interval between such checks.
+RECHECK_MIN_S = 0.5
+
+
+class StepRunner:
+    """Runs the steps of ``protocol`` one after the other on ``scheduler``.
+
+    Args:
+        protocol: the protocol.
+        session: the open session (devices, events).
+        scheduler: the engine's scheduler.
+        on_step: called with the index (0-based) of each step as it starts.
+        on_done: called once, when the last step has finished.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        session: Session,
+        scheduler: Scheduler,
+        *,
+        on_step: Callable[[int], None],
+        on_done: Callable[[], None],
+    ) -> None:
+        """Prepare; :meth:`start` schedules the first step."""
+        self.protocol = protocol
+        self.session = session
+        self.scheduler = scheduler
+        self._on_step = on_step
+        self._on_done = on_done
+        self.current_index = -1
+
+    def start(self) -> None:
+        """Schedule the first step now."""
+        self.scheduler.call_later(0.0, lambda: self._run(0), name="step 1")
+
+    def _next(self, index: int) -> None:
+        self.session.event("protocol", "step_completed", self.protocol.steps[index].info.label())
+        if index + 1 < len(self.protocol.steps):
+            self._run(index + 1)
+        else:
+            self._on_done()
+
+    def _run(self, index: int) -> None:
+        step: Step = self.protocol.steps[index]
+        self.current_index = index
+        self._on_step(index)
+        self.session.event("protocol", "step_started", step.info.label())
+        match step:
+            case PumpStep():
+                self._pump_step(index, step)
+            case WaitStep():
+                self.scheduler.call_later(
+                    step.duration_s, lambda: self._next(index), name=step.info.label()
+                )
+            case StopStep():
+                self.session.pump(step.pump).stop()
+                self.session.event(step.pump, "command", "stop")
+                self._next(index)
+
+    def _pump_step(self, index: int, step: PumpStep) -> None:
+        pump = self.session.pump(step.pump)
+        volume_ul = step.target_volume_ul
+        if step.direction is PumpDirection.INFUSE:
+            pump.infuse(step.rate_ul_min, volume_ul)
+        else:
+            pump.withdraw(step.rate_ul_min, volume_ul)
+        self.session.event(
+            step.pump,
+            "command",
+            f"{step.direction.value} {volume_ul:g} uL at {step.rate_ul_min:g} uL/min",
+        )
+        if not step.wait:
+            self._next(index)
+            return
+        started_s = self.scheduler.clock.now_s()
+        self.scheduler.call_later(
+            step.expected_duration_s,
+            lambda: self._check_pump(index, step, pump, started_s),
+            name=step.info.label(),
+        )
+
+    def _check_pump(self, index: int, step: PumpStep, pump: SyringePump, started_s: float) -> None:
+        status = pump.read_status()
+        if status.stalled or status.alarm:
+            alarm = status.alarm or "stall"
+            raise DeviceAlarm(pump.name, f"{alarm} during {step.info.label()}", alarm=alarm)
+        if status.running:
+            overrun_s = self.scheduler.clock.now_s() - started_s - step.expected_duration_s
+            delay_s = min(max(overrun_s, RECHECK_MIN_S), RECHECK_MAX_S)
+            self.scheduler.call_later(
+                delay_s,
+                lambda: self._check_pump(index, step, pump, started_s),
+                name=step.info.label(),
+            )
+            return
+        self._next(index)

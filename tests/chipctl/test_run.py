@@ -1,0 +1,156 @@
+"""The engine on the virtual clock: delivered volumes, determinism, safety on every way out."""
+
+import h5py
+import numpy as np
+import pytest
+
+import chipctl
+from chipctl.api import run_protocol
+from chipctl.config import reference_rig_config
+from chipctl.engine.run import Run, RunState
+from chipctl.errors import ProtocolError
+from chipctl.protocol.loader import parse_protocol
+from chipctl.rig import build_rig
+from chipctl.runfile import RunFile
+from chipctl.session import MemoryRecorder
+from drivers.clock import VirtualClock
+
+DAY = """\
+[protocol]
+name = "day"
+
+[[step]]
+action = "infuse"
+pump = "medium"
+rate = "2 uL/min"
+duration = "24 h"
+"""
+
+
+def test_24h_at_2_ul_min_delivers_2880_ul(tmp_path):
+    result = run_protocol(parse_protocol(DAY, "day.toml"), sim=True, out=tmp_path / "day.h5")
+    assert result.state is RunState.COMPLETED
+    assert result.delivered_ul["medium"] == pytest.approx(2880.0, rel=1e-3)
+    assert result.duration_s == pytest.approx(86400.0, abs=60.0)
+    with RunFile(tmp_path / "day.h5") as run:
+        assert run.status == "completed"
+        tel = run.telemetry("medium")
+        assert tel["delivered_ul"][-1] == pytest.approx(2880.0, rel=1e-3)
+        # telemetry every 10 s over the day, plus the final poll
+        assert len(tel["t_s"]) >= 8640
+        assert np.all(np.diff(tel["t_s"]) >= 0)
+        kinds = [(e.source, e.kind) for e in run.events()]
+        assert ("run", "completed") in kinds
+        assert ("medium", "command") in kinds
+
+
+def _dataset_contents(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+        f.visititems(visit)
+        attrs = {k: v for k, v in f.attrs.items() if k not in ("started_utc", "ended_utc")}
+    return out, attrs
+
+
+def test_same_seed_same_run_file(tmp_path):
+    a = run_protocol("perfusion-check", sim=True, out=tmp_path / "a.h5", seed=7)
+    b = run_protocol("perfusion-check", sim=True, out=tmp_path / "b.h5", seed=7)
+    assert a.ok and b.ok
+    data_a, attrs_a = _dataset_contents(a.path)
+    data_b, attrs_b = _dataset_contents(b.path)
+    assert attrs_a == attrs_b
+    assert data_a.keys() == data_b.keys()
+    for key in data_a:
+        assert np.array_equal(data_a[key], data_b[key]), key
+
+
+def test_preflight_rejects_a_rate_beyond_the_syringe_before_anything_moves(tmp_path):
+    text = DAY.replace('"2 uL/min"', '"900 mL/min"')
+    with pytest.raises(ProtocolError, match=r"step 1: field 'rate': .*outside"):
+        run_protocol(parse_protocol(text, "fast.toml"), sim=True, out=tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_preflight_rejects_more_volume_than_the_syringe_holds(tmp_path):
+    text = DAY.replace('"24 h"', '"200 h"')
+    with pytest.raises(ProtocolError, match="field 'duration'"):
+        run_protocol(parse_protocol(text, "long.toml"), sim=True, out=tmp_path / "x.h5")
+
+
+def test_preflight_rejects_an_unknown_pump():
+    text = DAY.replace('pump = "medium"', 'pump = "mediun"')
+    rig = build_rig(reference_rig_config(), clock=VirtualClock())
+    with pytest.raises(ProtocolError, match=r"field 'pump': no pump 'mediun' .*medium"):
+        Run(parse_protocol(text, "typo.toml"), rig, MemoryRecorder())
+
+
+def _stopped(rig, name):
+    return not rig.emulator_of(name).running
+
+
+def test_abort_stops_every_pump():
+    clock = VirtualClock()
+    rig = build_rig(reference_rig_config(), clock=clock)
+    text = DAY + '\n[[step]]\naction = "wait"\nduration = "1 h"\n'
+    text = text.replace('duration = "24 h"', 'duration = "24 h"\nwait = false')
+    recorder = MemoryRecorder()
+    run = Run(parse_protocol(text, "abort.toml"), rig, recorder)
+    # abort from inside the run, 10 simulated minutes in
+    run.scheduler.call_at(600.0, lambda: run.abort("test abort"))
+    assert run.run() is RunState.ABORTED
+    assert _stopped(rig, "medium")
+    assert any(e[1:3] == ("medium", "command") and "stop" in e[3] for e in recorder.events)
+    assert run.status().message == "test abort"
+
+
+def test_device_fault_fails_the_run_and_stops_the_other_pumps():
+    clock = VirtualClock()
+    rig = build_rig(reference_rig_config(), clock=clock)
+    text = """\
+[protocol]
+name = "two"
+
+[[step]]
+action = "infuse"
+pump = "drug"
+rate = "2 uL/min"
+duration = "10 h"
+wait = false
+
+[[step]]
+action = "infuse"
+pump = "medium"
+rate = "2 uL/min"
+duration = "10 h"
+"""
+    recorder = MemoryRecorder()
+    run = Run(parse_protocol(text, "stall.toml"), rig, recorder)
+    run.scheduler.call_at(3600.0, rig.emulator_of("medium").inject_stall)
+    assert run.run() is RunState.FAILED
+    assert "stall" in run.status().message
+    assert _stopped(rig, "drug") and _stopped(rig, "medium")
+    assert any(e[2] == "alarm" for e in recorder.events)
+
+
+def test_an_internal_error_still_stops_the_pumps():
+    clock = VirtualClock()
+    rig = build_rig(reference_rig_config(), clock=clock)
+    text = DAY.replace('duration = "24 h"', 'duration = "24 h"\nwait = false') + (
+        '\n[[step]]\naction = "wait"\nduration = "2 h"\n'
+    )
+    run = Run(parse_protocol(text, "bug.toml"), rig, MemoryRecorder())
+
+    def boom():
+        raise RuntimeError("bug in a callback")
+
+    run.scheduler.call_at(60.0, boom)
+    assert run.run() is RunState.FAILED
+    assert "RuntimeError" in run.status().message
+    assert _stopped(rig, "medium")
+
+
+def test_public_api_is_exported():
+    assert callable(chipctl.run_protocol) and chipctl.__version__
