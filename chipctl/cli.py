@@ -169,6 +169,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     if not cfg.simulated and (args.realtime or args.speed is not None):
         raise InputError("--realtime and --speed only apply to the simulated rig")
+    if args.speed is not None and not args.speed > 0:
+        raise InputError(f"--speed must be > 0, got {args.speed:g}")
+    # everything the user typed is checked before the banner, so bad input is one line
+    protocol, _ = api.check_protocol(args.protocol, cfg)
     clock_label = (
         f"{args.speed:g}x real time"
         if args.speed
@@ -191,7 +195,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         result = api.run_protocol(
-            args.protocol,
+            protocol,
             cfg,
             out=args.out,
             seed=args.seed,
