@@ -117,9 +117,19 @@ class Rig:
         """Return the syringe pumps by name."""
         return {n: d for n, d in self.devices.items() if isinstance(d, SyringePump)}
 
-    def emulator_of(self, device: str) -> EmulatedDevice:
+    def emulator_of(self, device: str) -> Any:
         """Return the emulator behind ``device`` (simulated rigs only)."""
         return self.emulators[self.config.devices[device].link]
+
+    def inject_fault(self, device: str, fault: str, *args: Any) -> None:
+        """Call the fault method ``fault`` of ``device``'s emulator at the clock's now.
+
+        Emulators are advanced lazily (at each exchange), so the world is first brought to
+        the present; otherwise the fault would take effect at the last exchange's time.
+        """
+        emulator = self.emulator_of(device)
+        emulator.advance_to(self.clock.now_s())
+        getattr(emulator, fault)(*args)
 
 
 def _spec(cfg: DeviceConfig, source: str) -> DriverSpec:

@@ -47,9 +47,11 @@ def test_24h_at_2_ul_min_delivers_2880_ul(tmp_path):
 def _dataset_contents(path):
     out = {}
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 out[name] = obj[()]
+
         f.visititems(visit)
         attrs = {k: v for k, v in f.attrs.items() if k not in ("started_utc", "ended_utc")}
     return out, attrs
@@ -128,7 +130,7 @@ duration = "10 h"
 """
     recorder = MemoryRecorder()
     run = Run(parse_protocol(text, "stall.toml"), rig, recorder)
-    run.scheduler.call_at(3600.0, rig.emulator_of("medium").inject_stall)
+    run.scheduler.call_at(3600.0, lambda: rig.inject_fault("medium", "inject_stall"))
     assert run.run() is RunState.FAILED
     assert "stall" in run.status().message
     assert _stopped(rig, "drug") and _stopped(rig, "medium")
