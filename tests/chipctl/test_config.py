@@ -38,13 +38,23 @@ def test_parses_devices_and_syringes():
 @pytest.mark.parametrize(
     ("edit", "fragment"),
     [
-        (lambda t: t.replace('syringe = "bd plastipak 10 ml"', 'syringe = "BD Plastipac 10 mL"'),
-         "devices.medium.syringe: unknown syringe"),
+        (
+            lambda t: t.replace('syringe = "bd plastipak 10 ml"', 'syringe = "BD Plastipac 10 mL"'),
+            "devices.medium.syringe: unknown syringe",
+        ),
         (lambda t: t.replace('"5 s"', '"5 uL"'), "instrument.telemetry_period"),
         (lambda t: t.replace("serial:///dev/ttyUSB1", "usb://x"), "devices.drug.link"),
-        (lambda t: t.replace('driver = "harvard"\nlink = "serial:///dev/ttyUSB1"', 'link = "serial:///dev/ttyUSB1"'),
-         "devices.drug.driver: missing"),
-        (lambda t: t.replace("serial:///dev/ttyUSB1", "sim://harvard/x"), "mixes serial:// and sim://"),
+        (
+            lambda t: t.replace(
+                'driver = "harvard"\nlink = "serial:///dev/ttyUSB1"',
+                'link = "serial:///dev/ttyUSB1"',
+            ),
+            "devices.drug.driver: missing",
+        ),
+        (
+            lambda t: t.replace("serial:///dev/ttyUSB1", "sim://harvard/x"),
+            "mixes serial:// and sim://",
+        ),
         (lambda t: t + "\n[extra]\n", "unknown table"),
         (lambda t: t.replace("[instrument]", "[instrument"), "not valid TOML"),
         (lambda t: t.replace('"4.78 mm"', '"4.78 mL"'), "devices.drug.syringe.inner_diameter"),

@@ -61,12 +61,16 @@ def test_parses_every_action_into_typed_steps():
         ('volume = "100 uL"', 'volume = "100 uL"\nduration = "1 h"', "give exactly one"),
         ('volume = "100 uL"', "", "give exactly one"),
         ('pump = "medium"', "", "step 1 ('prime'): field 'pump': missing"),
-        ('action = "wait"', 'action = "sleep"', "demo.toml:20: step 3: field 'action': unknown action 'sleep'"),
-        ('duration = "1 h"', 'duration = 3600', "step 3: field 'duration':"),
+        (
+            'action = "wait"',
+            'action = "sleep"',
+            "demo.toml:20: step 3: field 'action': unknown action 'sleep'",
+        ),
+        ('duration = "1 h"', "duration = 3600", "step 3: field 'duration':"),
         ("wait = false", 'wait = "no"', "field 'wait': must be true or false"),
         ('name = "prime"', 'name = "prime"\ncolour = "red"', "field 'colour': unknown field"),
         ('name = "demo"', 'title = "demo"', "[protocol]: unknown field"),
-        ("[[step]]\naction = \"stop\"", "[[step]\naction = \"stop\"", "not valid TOML"),
+        ('[[step]]\naction = "stop"', '[[step]\naction = "stop"', "not valid TOML"),
     ],
 )
 def test_errors_name_file_line_step_and_field(old, new, expected):
@@ -95,9 +99,13 @@ _values = st.one_of(
     st.integers(),
     st.floats(allow_nan=True),
     st.booleans(),
-    st.sampled_from(["2 uL/min", "5 uL", "1 h", "medium", "infuse", "wait", "stop", "-1 h", "0 uL/min"]),
+    st.sampled_from(
+        ["2 uL/min", "5 uL", "1 h", "medium", "infuse", "wait", "stop", "-1 h", "0 uL/min"]
+    ),
 )
-_keys = st.sampled_from(["action", "pump", "rate", "volume", "duration", "wait", "name", "colour", "é"])
+_keys = st.sampled_from(
+    ["action", "pump", "rate", "volume", "duration", "wait", "name", "colour", "é"]
+)
 
 
 def _toml_value(value):
@@ -106,7 +114,17 @@ def _toml_value(value):
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "nan" if value != value else ("inf" if value == float("inf") else "-inf" if value == float("-inf") else repr(value))
+        return (
+            "nan"
+            if value != value
+            else (
+                "inf"
+                if value == float("inf")
+                else "-inf"
+                if value == float("-inf")
+                else repr(value)
+            )
+        )
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
