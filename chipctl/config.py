@@ -20,6 +20,14 @@ Devices with the same link URL share one bus (daisy-chained pumps).
 
 Keys a driver does not know are errors, not silently ignored: a typo in a safety-relevant
 setting must not pass unnoticed.
+
+A simulated config may schedule faults, to rehearse what the instrument does when things go
+wrong (they are refused on hardware)::
+
+    [[fault]]
+    device = "medium"
+    kind = "inject_stall"        # an emulator fault method, or a link fault:
+    at = "2 h"                   # no_reply, garble, partial, disconnected, link_ok
 """
 
 from __future__ import annotations
@@ -36,8 +44,10 @@ from drivers.roles import Syringe
 from drivers.syringes import lookup_syringe
 
 __all__ = [
+    "LINK_FAULTS",
     "REFERENCE_RIG",
     "DeviceConfig",
+    "FaultSpec",
     "InstrumentConfig",
     "load_config",
     "parse_config",
@@ -83,6 +93,25 @@ class DeviceConfig:
         return urlsplit(self.link).scheme
 
 
+#: Link faults every emulator supports (simulator.faults.CommFaults); ``link_ok`` clears them.
+LINK_FAULTS = ("no_reply", "garble", "partial", "disconnected", "link_ok")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A fault the simulator injects into one device at a run time.
+
+    Args:
+        device: the device's name.
+        kind: a link fault (:data:`LINK_FAULTS`) or the name of an emulator fault method.
+        at_s: when, in seconds after the run starts.
+    """
+
+    device: str
+    kind: str
+    at_s: float
+
+
 @dataclass(frozen=True)
 class InstrumentConfig:
     """A parsed instrument config.
@@ -93,6 +122,7 @@ class InstrumentConfig:
         text: the exact text, stored in every run file.
         telemetry_period_s: the device polling period.
         devices: the devices by name, in file order.
+        faults: faults to inject (simulated rigs only), in time order.
     """
 
     name: str
@@ -100,6 +130,7 @@ class InstrumentConfig:
     text: str
     telemetry_period_s: float
     devices: dict[str, DeviceConfig]
+    faults: tuple[FaultSpec, ...] = ()
 
     @property
     def simulated(self) -> bool:
@@ -186,7 +217,7 @@ def parse_config(text: str, source: str) -> InstrumentConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, None, f"not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"instrument", "devices"})
+    unknown = sorted(set(data) - {"instrument", "devices", "fault"})
     if unknown:
         raise ConfigError(source, None, f"unknown table(s) {', '.join(unknown)}")
     instrument = data.get("instrument", {})
@@ -217,9 +248,48 @@ def parse_config(text: str, source: str) -> InstrumentConfig:
             "devices",
             "mixes serial:// and sim:// links; a rig is either all hardware or all simulated",
         )
+    faults = _parse_faults(source, data.get("fault", []), devices)
+    if faults and "sim" not in schemes:
+        raise ConfigError(source, "fault", "faults can only be scheduled on a simulated rig")
     return InstrumentConfig(
-        name=name, source=source, text=text, telemetry_period_s=period_s, devices=devices
+        name=name,
+        source=source,
+        text=text,
+        telemetry_period_s=period_s,
+        devices=devices,
+        faults=faults,
     )
+
+
+def _parse_faults(
+    source: str, tables: object, devices: dict[str, DeviceConfig]
+) -> tuple[FaultSpec, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError(source, "fault", "must be an array of tables ([[fault]])")
+    faults: list[FaultSpec] = []
+    for number, table in enumerate(tables, start=1):
+        where = f"fault[{number}]"
+        if not isinstance(table, dict):
+            raise ConfigError(source, where, "must be a table")
+        unknown = sorted(set(table) - {"device", "kind", "at"})
+        if unknown:
+            raise ConfigError(source, where, f"unknown key(s) {', '.join(unknown)}")
+        for key in ("device", "kind", "at"):
+            if key not in table:
+                raise ConfigError(source, f"{where}.{key}", "missing")
+        device, kind = table["device"], table["kind"]
+        if device not in devices:
+            raise ConfigError(source, f"{where}.device", f"no device {device!r}")
+        if not isinstance(kind, str) or not kind.isidentifier() or kind.startswith("_"):
+            raise ConfigError(source, f"{where}.kind", f"not a fault name: {kind!r}")
+        try:
+            at_s = parse_quantity(table["at"], DURATION)
+        except UnitError as exc:
+            raise ConfigError(source, f"{where}.at", str(exc)) from None
+        if at_s < 0:
+            raise ConfigError(source, f"{where}.at", "must not be negative")
+        faults.append(FaultSpec(device, kind, at_s))
+    return tuple(sorted(faults, key=lambda f: f.at_s))
 
 
 def load_config(path: str | Path) -> InstrumentConfig:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from chipctl.config import DeviceConfig, InstrumentConfig
+from chipctl.config import LINK_FAULTS, DeviceConfig, InstrumentConfig
 from chipctl.errors import ConfigError
 from drivers.clock import Clock
 from drivers.roles import FlowSensor, SyringePump, Valve
@@ -29,7 +29,15 @@ from drivers.transport import (
     Transport,
 )
 
-__all__ = ["DRIVERS", "Device", "DriverSpec", "Rig", "build_emulators", "build_rig"]
+__all__ = [
+    "DRIVERS",
+    "Device",
+    "DriverSpec",
+    "Rig",
+    "build_emulators",
+    "build_rig",
+    "check_fault",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +129,35 @@ class Rig:
         """Return the emulator behind ``device`` (simulated rigs only)."""
         return self.emulators[self.config.devices[device].link]
 
-    def inject_fault(self, device: str, fault: str, *args: Any) -> None:
-        """Call the fault method ``fault`` of ``device``'s emulator at the clock's now.
+    def inject_fault(self, device: str, fault: str) -> None:
+        """Inject ``fault`` into ``device``'s emulator at the clock's now.
 
-        Emulators are advanced lazily (at each exchange), so the world is first brought to
-        the present; otherwise the fault would take effect at the last exchange's time.
+        ``fault`` is a link fault (:data:`chipctl.config.LINK_FAULTS`) or the name of a
+        fault method of the emulator (``inject_stall``, ``jam``...). Emulators are advanced
+        lazily (at each exchange), so the world is first brought to the present; otherwise
+        the fault would take effect at the time of the last exchange.
+
+        Raises:
+            ValueError: the emulator has no such fault.
         """
         emulator = self.emulator_of(device)
+        check_fault(emulator, device, fault)
         emulator.advance_to(self.clock.now_s())
-        getattr(emulator, fault)(*args)
+        if fault == "link_ok":
+            emulator.faults.clear()
+        elif fault in LINK_FAULTS:
+            setattr(emulator.faults, fault, True)
+        else:
+            getattr(emulator, fault)()
+
+
+def check_fault(emulator: Any, device: str, fault: str) -> None:
+    """Raise ``ValueError`` unless ``fault`` can be injected into ``emulator``."""
+    if fault in LINK_FAULTS:
+        return
+    method = getattr(emulator, fault, None) if not fault.startswith("_") else None
+    if not callable(method) or fault in ("advance_to", "receive", "take_output", "step"):
+        raise ValueError(f"{device}: the {type(emulator).__name__} emulator has no fault {fault!r}")
 
 
 def _spec(cfg: DeviceConfig, source: str) -> DriverSpec:
@@ -199,6 +227,12 @@ def build_emulators(config: InstrumentConfig, *, seed: int) -> tuple[Any, dict[s
                 f"not {emulator_name!r} (use sim://{expected}/NAME)",
             )
         emulators[link] = _make_emulator(world, emulator_name, cfgs, config.source)
+    for number, fault in enumerate(config.faults, start=1):
+        emulator = emulators[config.devices[fault.device].link]
+        try:
+            check_fault(emulator, fault.device, fault.kind)
+        except ValueError as exc:
+            raise ConfigError(config.source, f"fault[{number}].kind", str(exc)) from None
     return world, emulators
 
 

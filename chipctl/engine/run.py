@@ -173,6 +173,7 @@ class Run:
             ]
             if periods:
                 self.scheduler.call_every(min(periods), self.session.heartbeat, name="heartbeat")
+            self._schedule_faults()
 
             def finished() -> None:
                 done.set()
@@ -199,6 +200,17 @@ class Run:
         finally:
             self._finish(final, message)
         return final
+
+    def _schedule_faults(self) -> None:
+        """Schedule the config's simulated faults, each recorded as an event when injected."""
+        start_s = self.rig.clock.now_s()
+        for fault in self.rig.config.faults:
+
+            def inject(device: str = fault.device, kind: str = fault.kind) -> None:
+                self.rig.inject_fault(device, kind)
+                self.session.event(device, "fault_injected", f"simulator: {kind}")
+
+            self.scheduler.call_at(start_s + fault.at_s, inject, name=f"fault {fault.kind}")
 
     def _finish(self, final: RunState, message: str) -> None:
         kind = final.value if final is not RunState.RUNNING else "failed"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from chipctl.engine.scheduler import Scheduler
 from chipctl.protocol.model import Protocol, PumpStep, Step, StopStep, WaitStep
 from chipctl.session import Session
-from drivers.errors import DeviceAlarm
+from drivers.errors import DeviceAlarm, TransportError
 from drivers.roles import PumpDirection, SyringePump
 
 __all__ = ["StepRunner"]
@@ -22,6 +22,9 @@ __all__ = ["StepRunner"]
 RECHECK_MAX_S = 10.0
 #: Shortest interval between such checks.
 RECHECK_MIN_S = 0.5
+#: How long a pump step tolerates not hearing from its pump before the run fails. The pump
+#: holds its own target volume and stops by itself, so a brief link loss is ridden out.
+LINK_GRACE_S = 60.0
 
 
 class StepRunner:
@@ -102,8 +105,32 @@ class StepRunner:
             name=step.info.label(),
         )
 
-    def _check_pump(self, index: int, step: PumpStep, pump: SyringePump, started_s: float) -> None:
-        status = pump.read_status()
+    def _check_pump(
+        self,
+        index: int,
+        step: PumpStep,
+        pump: SyringePump,
+        started_s: float,
+        silent_since_s: float | None = None,
+    ) -> None:
+        now_s = self.scheduler.clock.now_s()
+        try:
+            status = pump.read_status()
+        except TransportError as exc:
+            silent_since_s = now_s if silent_since_s is None else silent_since_s
+            if now_s - silent_since_s >= LINK_GRACE_S:
+                raise TransportError(
+                    pump.name,
+                    f"no contact for {now_s - silent_since_s:.0f} s during {step.info.label()}",
+                ) from exc
+            self.session.event(pump.name, "link_lost", f"{exc}; retrying")
+            since_s = silent_since_s
+            self.scheduler.call_later(
+                RECHECK_MAX_S,
+                lambda: self._check_pump(index, step, pump, started_s, since_s),
+                name=step.info.label(),
+            )
+            return
         if status.stalled or status.alarm:
             alarm = status.alarm or "stall"
             raise DeviceAlarm(pump.name, f"{alarm} during {step.info.label()}", alarm=alarm)

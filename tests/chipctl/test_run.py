@@ -156,3 +156,59 @@ def test_an_internal_error_still_stops_the_pumps():
 
 def test_public_api_is_exported():
     assert callable(chipctl.run_protocol) and chipctl.__version__
+
+
+def _faulty_rig(fault_lines):
+    from chipctl.config import parse_config
+
+    text = reference_rig_config().text + "\n" + fault_lines
+    return build_rig(parse_config(text, "faulty.toml"), clock=VirtualClock())
+
+
+TEN_HOURS = DAY.replace('"24 h"', '"10 h"')
+
+
+def test_a_scheduled_stall_fails_the_run_with_an_alarm():
+    rig = _faulty_rig('[[fault]]\ndevice = "medium"\nkind = "inject_stall"\nat = "2 h"\n')
+    recorder = MemoryRecorder()
+    run = Run(parse_protocol(TEN_HOURS, "ten.toml"), rig, recorder)
+    assert run.run() is RunState.FAILED
+    assert "stall" in run.status().message
+    injected = [e for e in recorder.events if e[2] == "fault_injected"]
+    assert len(injected) == 1 and injected[0][0] == pytest.approx(7200.0)
+    assert any(e[1] == "medium" and e[2] == "alarm" for e in recorder.events)
+    delivered = recorder.samples[-1][2]["delivered_ul"] if recorder.samples else None
+    assert delivered is not None
+
+
+def test_a_short_link_loss_is_ridden_out_and_announced():
+    rig = _faulty_rig(
+        '[[fault]]\ndevice = "medium"\nkind = "no_reply"\nat = "2 h"\n'
+        '[[fault]]\ndevice = "medium"\nkind = "link_ok"\nat = "120.5 min"\n'
+    )
+    recorder = MemoryRecorder()
+    run = Run(parse_protocol(TEN_HOURS, "ten.toml"), rig, recorder)
+    assert run.run() is RunState.COMPLETED
+    kinds = [e[2] for e in recorder.events if e[1] == "medium"]
+    assert "link_lost" in kinds and "reconnected" in kinds
+    last = [s for s in recorder.samples if s[0] == "medium"][-1][2]
+    assert last["delivered_ul"] == pytest.approx(1200.0, rel=1e-3)
+
+
+def test_a_long_link_loss_fails_the_run():
+    rig = _faulty_rig('[[fault]]\ndevice = "medium"\nkind = "no_reply"\nat = "599 min"\n')
+    recorder = MemoryRecorder()
+    run = Run(parse_protocol(TEN_HOURS, "ten.toml"), rig, recorder)
+    assert run.run() is RunState.FAILED
+    assert "no contact" in run.status().message
+
+
+def test_faults_are_refused_on_hardware_and_checked_on_simulators():
+    from chipctl.config import parse_config
+    from chipctl.errors import ConfigError
+
+    hw = '[devices.m]\ndriver = "harvard"\nlink = "serial:///dev/x"\nsyringe = "BD Plastipak 1 mL"\n'
+    with pytest.raises(ConfigError, match="only be scheduled on a simulated rig"):
+        parse_config(hw + '[[fault]]\ndevice = "m"\nkind = "garble"\nat = "1 h"\n', "hw.toml")
+    with pytest.raises(ConfigError, match=r"fault\[1\].kind: .*no fault 'explode'"):
+        _faulty_rig('[[fault]]\ndevice = "medium"\nkind = "explode"\nat = "1 h"\n')
