@@ -48,6 +48,17 @@ def _version() -> str:
     return __version__
 
 
+def _clock_label(clock: Clock) -> str:
+    if isinstance(clock, ScaledClock):
+        return f"scaled x{clock.speed:g}"
+    return "virtual" if clock.is_virtual else "real"
+
+
+def _wall_utc() -> dt.datetime:
+    """Return the real UTC time: run files say when a run really happened, also simulated."""
+    return dt.datetime.now(dt.UTC)
+
+
 def resolve_config(config: InstrumentConfig | str | Path | None, *, sim: bool) -> InstrumentConfig:
     """Return the instrument config for ``sim`` / ``config`` (exactly one must be chosen).
 
@@ -197,7 +208,7 @@ def run_protocol(
     cfg = resolve_config(config, sim=sim)
     clock = make_clock(cfg, realtime=realtime, speed=speed)
     rig = build_rig(cfg, clock=clock, seed=seed)
-    started = clock.utc_now()
+    started = _wall_utc()
     path = Path(out) if out is not None else default_run_path(proto.name, started)
     writer = RunFileWriter(
         path,
@@ -209,6 +220,11 @@ def run_protocol(
         protocol_text=proto.text,
         protocol_name=proto.name,
         telemetry=telemetry_spec(rig),
+        extra_attrs={
+            "instrument": cfg.name,
+            "clock": _clock_label(clock),
+            "protocol_source": proto.source,
+        },
     )
     run = Run(proto, rig, writer)  # preflight happens here, before the file exists
     writer.open()
@@ -230,7 +246,7 @@ def run_protocol(
         final = run.status().state
         raise
     finally:
-        writer.close(final.value if final.finished else "failed", rig.clock.utc_now().isoformat())
+        writer.close(final.value if final.finished else "failed", _wall_utc().isoformat())
     delivered = {name: s.delivered_ul for name, s in run.session.last_status.items()}
     return RunResult(
         state=status.state,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "ChipctlError",
+    "RunFileError",
     "ConfigError",
     "InputError",
     "ProtocolError",
@@ -94,3 +95,11 @@ class RunFailed(ChipctlError):
 
 class RunAborted(ChipctlError):
     """Raised when the operator aborted the run (exit 1)."""
+
+
+class RunFileError(ChipctlError):
+    """Raised when a run file cannot be created, written or read (exit 1).
+
+    Raised by the writer from the next call after its thread failed (disk full, I/O
+    error), and by the reader for a file that is missing or not a chipctl run file.
+    """

@@ -11,9 +11,9 @@ Thread topology:
 * **One writer thread** (``runfile-writer:<file name>``, a daemon) owns the ``h5py.File``:
   it is the only thread that calls h5py after :meth:`~RunFileWriter.open`. It collects rows
   per table and writes them in blocks (one resize + write per column per block, never per
-  record: perf-limits §3, 64 µs per record versus ~1 µs per record in blocks), and flushes the
-  file at least every ``flush_interval_s`` of real time, so a reader in another process sees
-  data at most that old, and a killed process loses at most that much.
+  record: perf-limits §3, 64 µs per record versus ~1 µs per record in blocks), and flushes
+  (then fsyncs) the file at least every ``flush_interval_s`` of real time, so a reader in
+  another process sees data at most that old, and a killed process loses at most that much.
 * The owner (the session) calls :meth:`~RunFileWriter.open` before the run and
   :meth:`~RunFileWriter.close` after it, from one thread. ``open`` creates every group and
   dataset, then switches to SWMR; ``close`` stops the writer thread, which drains the queue and
@@ -54,14 +54,11 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from chipctl.errors import RunFileError
 from chipctl.runfile import layout
 from drivers.clock import RealClock
 
 __all__ = ["FlushReport", "RunFileError", "RunFileWriter"]
-
-
-class RunFileError(Exception):
-    """The run file cannot be written or read; ``str(err)`` is one line naming the file."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +155,8 @@ class RunFileWriter:
         now_s: real-time source for the flush deadline; injected by tests.
         on_flush: called on the writer thread after each flush (keep it short); used by tests
             and monitors to know what a reader can already see.
+        extra_attrs: more root attributes (instrument name, clock mode...); they may
+            not replace the required ones.
         fsync: also ``fsync`` the file after each flush, so a power cut or kernel crash (not
             only a killed process) loses at most ``flush_interval_s``. It costs the writer
             thread ~40 us here, milliseconds on real SSDs, and never the producers.
@@ -178,6 +177,7 @@ class RunFileWriter:
         flush_interval_s: float = 1.0,
         now_s: Callable[[], float] | None = None,
         on_flush: Callable[[FlushReport], None] | None = None,
+        extra_attrs: Mapping[str, str | int | float | bool] | None = None,
         fsync: bool = True,
     ) -> None:
         if not flush_interval_s > 0:
@@ -193,6 +193,10 @@ class RunFileWriter:
             layout.ATTR_ENDED_UTC: "",
             layout.ATTR_SEED: layout.NO_SEED if seed is None else int(seed),
         }
+        for key, value in (extra_attrs or {}).items():
+            if key in self._root_attrs:
+                raise ValueError(f"extra attribute {key!r} would overwrite a required one")
+            self._root_attrs[key] = value
         self._config_text = config_text
         self._protocol_text = protocol_text
         self._protocol_name = protocol_name
