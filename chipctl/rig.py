@@ -88,9 +88,61 @@ def _build_harvard(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Dev
     )
 
 
+def _positive_int(cfg: DeviceConfig, key: str, default: int) -> int:
+    value = cfg.options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError("", f"devices.{cfg.name}.{key}", "must be a positive integer")
+    return value
+
+
+def _string_option(cfg: DeviceConfig, key: str, default: str) -> str:
+    value = cfg.options.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError("", f"devices.{cfg.name}.{key}", "must be a non-empty string")
+    return value
+
+
+def port_names(cfg: DeviceConfig, n_positions: int) -> dict[str, int]:
+    """Return the valve's named positions from its ``ports`` list (position = index + 1)."""
+    ports = cfg.options.get("ports", [])
+    if not isinstance(ports, list) or not all(isinstance(p, str) and p for p in ports):
+        raise ConfigError("", f"devices.{cfg.name}.ports", "must be a list of port names")
+    if len(ports) > n_positions:
+        raise ConfigError(
+            "",
+            f"devices.{cfg.name}.ports",
+            f"names {len(ports)} ports, the valve has {n_positions}",
+        )
+    if len(set(ports)) != len(ports):
+        raise ConfigError("", f"devices.{cfg.name}.ports", "port names must be unique")
+    return {name: position for position, name in enumerate(ports, start=1)}
+
+
+def _build_idex(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+    from drivers.idex.valve import IdexValve
+
+    n_positions = _positive_int(cfg, "n_positions", 10)
+    port_names(cfg, n_positions)
+    return IdexValve(transport, name=cfg.name, n_positions=n_positions, clock=clock)
+
+
+def _build_sensirion(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+    from drivers.sensirion.flow import SensirionFlowSensor
+
+    return SensirionFlowSensor(
+        transport,
+        name=cfg.name,
+        clock=clock,
+        sensor=cfg.model or "SLF3S-1300F",
+        liquid=_string_option(cfg, "liquid", "water"),
+    )
+
+
 #: driver name in the config -> how to build it
 DRIVERS: dict[str, DriverSpec] = {
     "harvard": DriverSpec("pump", _build_harvard, "harvard"),
+    "idex": DriverSpec("valve", _build_idex, "idex", frozenset({"n_positions", "ports"})),
+    "sensirion-flow": DriverSpec("flow", _build_sensirion, "sensirion-scc1", frozenset({"liquid"})),
 }
 
 
@@ -124,6 +176,27 @@ class Rig:
     def pumps(self) -> dict[str, SyringePump]:
         """Return the syringe pumps by name."""
         return {n: d for n, d in self.devices.items() if isinstance(d, SyringePump)}
+
+    def valves(self) -> dict[str, Valve]:
+        """Return the selector valves by name."""
+        return {n: d for n, d in self.devices.items() if isinstance(d, Valve)}
+
+    def valve_position(self, valve: str, position: int | str) -> int:
+        """Resolve a position number or port name of ``valve`` to a position number.
+
+        Raises:
+            ValueError: no such port name, or a number out of range.
+        """
+        device = self.valves()[valve]
+        if isinstance(position, str):
+            names = port_names(self.config.devices[valve], device.n_positions)
+            if position not in names:
+                known = ", ".join(repr(n) for n in names) or "none (no 'ports' in the config)"
+                raise ValueError(f"{valve} has no port {position!r}; named ports: {known}")
+            return names[position]
+        if not 1 <= position <= device.n_positions:
+            raise ValueError(f"{valve} has positions 1..{device.n_positions}, not {position}")
+        return position
 
     def emulator_of(self, device: str) -> Any:
         """Return the emulator behind ``device`` (simulated rigs only)."""
@@ -189,6 +262,20 @@ def _make_emulator(world: Any, emulator: str, cfgs: list[DeviceConfig], source: 
         return SimHarvardPump(
             world, model=first.model or "phd-ultra", address=_int_address(first, 0)
         )
+    if len(cfgs) > 1:
+        raise ConfigError(
+            source,
+            f"devices.{cfgs[1].name}.link",
+            f"a simulated {emulator} link serves one device; give each its own link",
+        )
+    if emulator == "idex":
+        from simulator.devices.idex import SimIdexValve
+
+        return SimIdexValve(world, n_positions=_positive_int(first, "n_positions", 10))
+    if emulator == "sensirion-scc1":
+        from simulator.devices.sensirion import SimScc1Slf3s
+
+        return SimScc1Slf3s(world, sensor=first.model or "SLF3S-1300F", seed=world.seed)
     raise ConfigError(source, f"devices.{first.name}.link", f"no emulator named {emulator!r}")
 
 

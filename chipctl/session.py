@@ -191,11 +191,17 @@ class Session:
                     logger.error("could not stop pump %s: %s", name, exc)
         return failed
 
-    def close(self) -> None:
-        """Stop every pump, then release every link (idempotent)."""
+    def close(self, *, stop_pumps: bool = True) -> None:
+        """Stop every pump, then release every link (idempotent).
+
+        Args:
+            stop_pumps: False only when the caller has just stopped them itself (the run
+                engine does, to record why); never skip it otherwise.
+        """
         if not self._connected:
             return
-        self.stop_all_pumps("session closing")
+        if stop_pumps:
+            self.stop_all_pumps("session closing")
         for name in self._connected:
             try:
                 self.rig.devices[name].close()

@@ -214,12 +214,16 @@ class Run:
 
     def _finish(self, final: RunState, message: str) -> None:
         kind = final.value if final is not RunState.RUNNING else "failed"
+        stopped = False
         try:
             failed = self.session.stop_all_pumps(f"run {kind}")
+            stopped = True
             if failed and final is RunState.COMPLETED:
                 final, message = RunState.FAILED, f"could not stop {', '.join(failed)}"
+                kind = final.value
             self.session.poll()
         finally:
             self.session.event("run", kind, message)
-            self.session.close()
+            # if stopping raised half-way, close() tries every pump again
+            self.session.close(stop_pumps=not stopped)
             self._set_state(final, message)

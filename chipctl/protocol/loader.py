@@ -8,7 +8,7 @@ The file format (documented in the README)::
 
     [[step]]
     name = "perfuse"          # optional
-    action = "infuse"         # infuse | withdraw | wait | stop
+    action = "infuse"         # infuse | withdraw | wait | stop | valve
     pump = "medium"
     rate = "2 uL/min"
     duration = "24 h"         # or volume = "150 uL"
@@ -28,7 +28,15 @@ from typing import Any
 
 from chipctl.errors import ProtocolError
 from chipctl.protocol.catalog import resolve_protocol
-from chipctl.protocol.model import Protocol, PumpStep, Step, StepInfo, StopStep, WaitStep
+from chipctl.protocol.model import (
+    Protocol,
+    PumpStep,
+    Step,
+    StepInfo,
+    StopStep,
+    ValveStep,
+    WaitStep,
+)
 from chipctl.units import DURATION, FLOW_RATE, VOLUME, Dimension, UnitError, parse_quantity
 from drivers.roles import PumpDirection
 
@@ -126,12 +134,28 @@ def _stop_step(ctx: _StepContext, table: dict[str, Any]) -> Step:
     return StopStep(ctx.info, _string(ctx, table, "pump"))
 
 
+def _valve_step(ctx: _StepContext, table: dict[str, Any]) -> Step:
+    _check_keys(ctx, table, {"action", "name", "valve", "position"})
+    valve = _string(ctx, table, "valve")
+    if "position" not in table:
+        raise ctx.error("missing", "position")
+    position = table["position"]
+    if isinstance(position, bool) or not isinstance(position, int | str):
+        raise ctx.error(f"must be a position number or a port name, got {position!r}", "position")
+    if isinstance(position, int) and position < 1:
+        raise ctx.error(f"positions start at 1, got {position}", "position")
+    if isinstance(position, str) and not position.strip():
+        raise ctx.error("must not be empty", "position")
+    return ValveStep(ctx.info, valve, position.strip() if isinstance(position, str) else position)
+
+
 #: action name -> step builder
 ACTIONS: dict[str, Callable[[_StepContext, dict[str, Any]], Step]] = {
     "infuse": _pump_step(PumpDirection.INFUSE),
     "withdraw": _pump_step(PumpDirection.WITHDRAW),
     "wait": _wait_step,
     "stop": _stop_step,
+    "valve": _valve_step,
 }
 
 

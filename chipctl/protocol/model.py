@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from drivers.roles import PumpDirection
 
-__all__ = ["PumpStep", "Protocol", "Step", "StepInfo", "StopStep", "WaitStep"]
+__all__ = ["Protocol", "PumpStep", "Step", "StepInfo", "StopStep", "ValveStep", "WaitStep"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,16 @@ class StopStep:
     pump: str
 
 
-Step = PumpStep | WaitStep | StopStep
+@dataclass(frozen=True, slots=True)
+class ValveStep:
+    """Turn a selector valve to a position (a number, or a port name from the config)."""
+
+    info: StepInfo
+    valve: str
+    position: int | str
+
+
+Step = PumpStep | WaitStep | StopStep | ValveStep
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chipctl.errors import ProtocolError
-from chipctl.protocol.model import Protocol, PumpStep, Step, StopStep, WaitStep
+from chipctl.protocol.model import Protocol, PumpStep, Step, StopStep, ValveStep, WaitStep
 from chipctl.rig import Rig
 from drivers.roles import PumpDirection, SyringePump
 
@@ -109,6 +109,15 @@ def preflight(protocol: Protocol, rig: Rig) -> Preflight:
                     now_s = end_s
             case WaitStep():
                 now_s += step.duration_s
+            case ValveStep():
+                if step.valve not in rig.valves():
+                    known = ", ".join(rig.valves()) or "none"
+                    message = f"no valve {step.valve!r} on this rig (valves: {known})"
+                    raise _error(protocol, step, "valve", message)
+                try:
+                    rig.valve_position(step.valve, step.position)
+                except ValueError as exc:
+                    raise _error(protocol, step, "position", str(exc)) from None
             case StopStep():
                 _pump(protocol, rig, step)
                 end_s = busy_until_s.get(step.pump, 0.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chipctl.engine.scheduler import Scheduler
-from chipctl.protocol.model import Protocol, PumpStep, Step, StopStep, WaitStep
+from chipctl.protocol.model import Protocol, PumpStep, Step, StopStep, ValveStep, WaitStep
 from chipctl.session import Session
 from drivers.errors import DeviceAlarm, TransportError
 from drivers.roles import PumpDirection, SyringePump
@@ -78,6 +78,12 @@ class StepRunner:
                 self.scheduler.call_later(
                     step.duration_s, lambda: self._next(index), name=step.info.label()
                 )
+            case ValveStep():
+                position = self.session.rig.valve_position(step.valve, step.position)
+                self.session.rig.valves()[step.valve].select(position)
+                label = f" ({step.position})" if isinstance(step.position, str) else ""
+                self.session.event(step.valve, "command", f"select position {position}{label}")
+                self._next(index)
             case StopStep():
                 self.session.pump(step.pump).stop()
                 self.session.event(step.pump, "command", "stop")
