@@ -203,7 +203,7 @@ class Run:
 
     def _schedule_faults(self) -> None:
         """Schedule the config's simulated faults, each recorded as an event when injected."""
-        start_s = self.rig.clock.now_s()
+        start_s = self.session.t0_s  # "at" counts from the run's t_s = 0
         for fault in self.rig.config.faults:
 
             def inject(device: str = fault.device, kind: str = fault.kind) -> None:
