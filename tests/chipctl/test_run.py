@@ -177,8 +177,10 @@ def test_a_scheduled_stall_fails_the_run_with_an_alarm():
     injected = [e for e in recorder.events if e[2] == "fault_injected"]
     assert len(injected) == 1 and injected[0][0] == pytest.approx(7200.0)
     assert any(e[1] == "medium" and e[2] == "alarm" for e in recorder.events)
-    delivered = recorder.samples[-1][2]["delivered_ul"] if recorder.samples else None
-    assert delivered is not None
+    medium = [values for device, _, values in recorder.samples if device == "medium"]
+    # stalled 2 h into a 2 uL/min infusion: 240 uL delivered, and no more after the stall
+    assert medium[-1]["delivered_ul"] == pytest.approx(240.0, rel=1e-3)
+    assert medium[-1]["stalled"] == 1.0
 
 
 def test_a_short_link_loss_is_ridden_out_and_announced():
