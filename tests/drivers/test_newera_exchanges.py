@@ -577,3 +577,81 @@ def test_rate_limits_scale_with_syringe_area() -> None:
     low, high = pump.rate_range_ul_min()
     assert high == pytest.approx(50.7 * SYRINGE_10ML.area_mm2)
     assert low < 0.2 < 1000.0 < high
+
+
+# -- against the independent emulator (simulator/devices/newera.py) ----------------------
+
+
+def _emulated(
+    safe_mode: bool,
+) -> tuple[NewEraPump, VirtualClock]:
+    newera_sim = pytest.importorskip("simulator.devices.newera")
+    from drivers.transport import EmulatorTransport
+    from simulator.world import World
+
+    clock = VirtualClock()
+    sim = newera_sim.SimNewEraPump(World(), address=0)
+    transport = EmulatorTransport(sim, clock, name="bus")
+    pump = NewEraPump(
+        transport, name="drug", syringe=SYRINGE_10ML, clock=clock, safe_mode=safe_mode
+    )
+    return pump, clock
+
+
+@pytest.mark.parametrize("safe_mode", [False, True])
+def test_against_emulator_volume_run_stops_by_itself(safe_mode: bool) -> None:
+    pump, clock = _emulated(safe_mode)
+
+    def wait(duration_s: float) -> None:  # what the engine does: heartbeats while waiting
+        for _ in range(int(duration_s / 2.5)):
+            clock.advance_s(2.5)
+            pump.heartbeat()
+
+    pump.connect()
+    pump.infuse(100.0, 50.0)
+    wait(10.0)
+    running = pump.read_status()
+    assert running.running and running.infused_ul == pytest.approx(16.67, abs=0.01)
+    wait(30.0)
+    done = pump.read_status()
+    assert not done.running and done.infused_ul == pytest.approx(50.0)
+    assert done.alarm is None
+
+
+def test_against_emulator_heartbeat_keeps_safe_mode_watchdog_quiet() -> None:
+    pump, clock = _emulated(True)
+    pump.connect()
+    pump.withdraw(10.0)
+    assert pump.heartbeat_period_s is not None
+    for _ in range(24):  # one minute
+        clock.advance_s(pump.heartbeat_period_s / 2)
+        pump.heartbeat()
+    status = pump.read_status()
+    assert status.running and status.alarm is None
+    assert status.withdrawn_ul == pytest.approx(10.0, rel=0.01)
+    pump.stop()
+    clock.advance_s(30.0)  # no heartbeat: the pump's watchdog fires
+    assert pump.read_status().alarm == "watchdog"
+
+
+def test_unreadable_status_data_in_basic_mode_is_asked_again() -> None:
+    # Basic mode has no CRC: a corrupted byte can leave a well-framed reply whose data
+    # no longer parses.
+    script = [
+        *connect_basic(),
+        (b"0DIS\r", rb("00SI0.0#0W0.000UL")),
+        (b"0DIS\r", rb("00SI0.010W0.000ML")),
+    ]
+    pump, transport, _ = make(script)
+    pump.connect()
+    assert pump.read_status().infused_ul == pytest.approx(10.0)
+    transport.assert_done()
+
+
+def test_reconnect_with_the_link_still_down_is_a_transport_error() -> None:
+    script = [*connect_basic(), (sf("0VER"), b""), (sf("0VER"), b""), (sf("0VER"), b"")]
+    pump, transport, _ = make(script)
+    pump.connect()
+    with pytest.raises(TransportTimeout):
+        pump.reconnect()
+    transport.assert_done()

@@ -42,6 +42,7 @@ class Bench:
         return self.pump.take_output()
 
     def init(self) -> None:
+        self.send("Q")  # read (and so clear) any pending error
         assert self.send("ZR") == READY
         self.at(self.t_s + 5.0)
         assert self.send("Q") == READY
@@ -62,8 +63,9 @@ def test_fresh_pump_is_ready_without_error() -> None:
 
 def test_move_before_initialisation_is_error_7() -> None:
     b = bench()
-    assert b.send("A100R") == answer(0x67)  # ready | 7
-    assert b.send("Q") == answer(0x67)  # the last error stays until a command is accepted
+    assert b.send("A100R") == answer(0x67)  # ready | 7, in the answer
+    assert b.send("Q") == answer(0x67)  # the error stays until Q reads it...
+    assert b.send("Q") == READY  # ...which clears it (XLP manual §3.6)
     assert b.send("I2R") == answer(0x67)  # valve not initialised either
 
 
@@ -72,32 +74,69 @@ def test_move_before_initialisation_is_error_7() -> None:
     [
         ("xR", 0x62),  # 2 invalid command
         ("?99", 0x62),  # unknown report
-        ("A6001R", 0x63),  # 3 invalid operand: beyond the XLP 6000 N0 stroke
-        ("D1R", 0x63),  # would leave 0..max
-        ("V4R", 0x63),  # top speed 5..6000
-        ("v2000R", 0x63),  # start speed 50..1000
-        ("c10R", 0x63),  # cutoff 50..2700
-        ("S41R", 0x63),  # speed code 0..40
-        ("L21R", 0x63),  # slope 1..20
-        ("I7R", 0x63),  # port 1..6
-        ("BR", 0x62),  # no bypass on a distribution valve [I]
-        ("Z3R", 0x63),  # force 0, 1, 2 or 10..40
+        ("A3000xR", 0x62),  # the whole string is refused: nothing runs
+        ("BR", 0x62),  # no bypass on a distribution valve
+        ("A3000E2000R", 0x62),  # XP 3000 manual Table 3-8 example
+        ("A1,,2R", 0x62),
         ("G3R", 0x64),  # 4 invalid command sequence: G without g
         ("gP10R", 0x64),
+        ("gP10G0R", 0x63),  # endless loops are not emulated [I]
     ],
 )
-def test_immediate_errors(command: str, status: int) -> None:
+def test_string_errors_are_answered_at_once_and_nothing_runs(command: str, status: int) -> None:
     b = bench()
     b.init()
     assert b.send(command) == answer(status)
+    assert b.send("Q") == answer(status)
+    assert b.send("Q") == READY
+    assert not b.pump.executing
     assert b.pump.plunger_increments == 0 and b.pump.valve_port == 6
 
 
-def test_error_is_cleared_by_next_accepted_command() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        "A6001R",  # beyond the XLP 6000 N0 stroke (cf. [A4000R] on a 3000-step pump)
+        "D1R",  # would leave 0..max
+        "AR",  # missing operand [I]
+        "V4R",  # top speed 5..6000
+        "v2000R",  # start speed 50..1000
+        "c10R",  # cutoff 50..2700
+        "S41R",  # speed code 0..40
+        "L21R",  # slope 1..20
+        "I7R",  # port 1..6
+        "Z3R",  # force 0, 1, 2 or 10..40
+    ],
+)
+def test_operand_errors_are_reported_by_q(command: str) -> None:
+    # XP 3000 manual Table 3-8: [A4000R] "does not return an error immediately after the
+    # command, but when queried ([Q] command)".
+    b = bench()
+    b.init()
+    assert b.send(command) == READY
+    assert b.send("Q") == answer(0x63)
+    assert b.send("Q") == READY
+    assert b.pump.plunger_increments == 0 and b.pump.valve_port == 6
+
+
+def test_string_runs_up_to_the_failing_command() -> None:
+    # XP 3000 manual Table 3-8: [A3000A3500R] "moves to position 3000, then stops".
+    b = bench()
+    b.init()
+    assert b.send("A3000A6500A0R") == READY
+    assert b.send("Q") == BUSY
+    b.at(b.t_s + 5)
+    assert b.send("Q") == answer(0x63)
+    assert b.send("?") == answer(0x60, b"3000")
+
+
+def test_error_stays_in_every_answer_until_q_reads_it() -> None:
     b = bench()
     b.init()
     assert b.send("xR") == answer(0x62)
-    assert b.send("V1000R") == READY
+    assert b.send("V1000R") == answer(0x62)  # accepted; the unread error still shows
+    assert b.send("?2") == answer(0x62, b"1000")
+    assert b.send("Q") == answer(0x62)
     assert b.send("Q") == READY
 
 
@@ -149,8 +188,12 @@ def test_three_port_valve_letters_and_bypass() -> None:
     assert b.send("BR") == READY
     b.at(b.t_s + 1)
     assert b.send("?6") == answer(0x60, b"b")
-    assert b.send("P100R") == answer(0x6B)  # 11: plunger move not allowed in bypass
-    assert b.send("ER") == answer(0x63)  # no E port on a 3-port valve [I]
+    # Valve in bypass [A1000R]: no error in the answer, Q reports 11 (Table 3-8).
+    assert b.send("P100R") == READY
+    assert b.send("Q") == answer(0x6B)
+    assert b.send("ER") == READY  # no E port on a 3-port valve [I]
+    assert b.send("Q") == answer(0x63)
+    assert b.send("E2R") == answer(0x62)  # a letter valve takes no operand
 
 
 def test_address_filter_group_and_broadcast() -> None:
@@ -207,9 +250,11 @@ def test_commands_while_busy_are_overflow_but_reports_and_terminate_work() -> No
     b.send("A6000R")
     b.at(t0 + 1.0)
     assert b.send("A0R") == answer(0x4F)  # busy | 15 command overflow
-    assert b.send("V100R") == answer(0x4F)
+    assert b.send("v100R") == answer(0x4F)  # set commands too, except V
+    assert b.send("I1R") == answer(0x4F)  # and valve commands
     assert b.send("?") == answer(0x4F, b"1400")  # reports answer while busy
-    assert b.send("T") == BUSY  # found busy; stops at once and clears the error
+    assert b.send("Q") == answer(0x4F)
+    assert b.send("T") == BUSY  # found busy; stops at once
     assert b.send("Q") == READY
     b.at(t0 + 10.0)
     assert b.send("?") == answer(0x60, b"1400")  # stopped where T found it
@@ -261,8 +306,9 @@ def test_non_busy_move_reports_ready_and_takes_speed_on_the_fly() -> None:
     b.at(t0 + 1.0)
     assert b.send("Q") == READY  # a/p/d report "not busy" (§3.6)
     assert b.pump.executing
-    assert b.send("A0R") == answer(0x6F)  # [I] another move still overflows
-    assert b.send("V6000R") == READY  # speed change on the fly
+    assert b.send("A0R") == answer(0x6F)  # the plunger moves: command overflow
+    assert b.send("Q") == answer(0x6F)
+    assert b.send("V6000R") == READY  # V is taken on the fly (XLP manual §3.6)
     remaining = 6000 - 1400
     b.at(t0 + 1.0 + remaining / 6000 + 0.01)
     assert b.send("?") == answer(0x60, b"6000")
@@ -276,7 +322,8 @@ def test_fine_resolution_rescales_positions() -> None:
     b.at(b.t_s + 5)
     assert b.send("N1R") == READY
     assert b.send("?") == answer(0x60, b"24000")  # XLP 6000: 0..48000 in N1 (§3.6)
-    assert b.send("A48001R") == answer(0x63)
+    assert b.send("A48001R") == READY
+    assert b.send("Q") == answer(0x63)
     assert b.send("N0R") == READY
     assert b.send("?") == answer(0x60, b"3000")
 
@@ -284,7 +331,8 @@ def test_fine_resolution_rescales_positions() -> None:
 def test_xcalibur_stroke_is_3000_increments() -> None:
     b = bench(model="XCalibur")
     b.init()
-    assert b.send("A3001R") == answer(0x63)
+    assert b.send("A3001R") == READY  # cf. [A4000R] in the XP 3000 manual, Table 3-8
+    assert b.send("Q") == answer(0x63)
     assert b.send("A3000R") == READY
     b.at(b.t_s + 5)
     assert b.send("N1R") == READY
@@ -348,8 +396,10 @@ def test_back_pressure_above_limit_is_plunger_overload() -> None:
     b.at(b.t_s + 5)
     assert pump.plunger_increments == stopped
     pump.back_pressure_kpa = 0.0
-    assert b.send("A0R") == answer(0x69)  # sticky until re-initialised (§3.5)
-    assert b.send("ZR") == answer(0x69)  # accepted; the error shows until init is done
+    # Until re-initialised, every move answers the overload again (XLP manual §3.6).
+    assert b.send("A0R") == answer(0x69)
+    assert b.send("Q") == answer(0x69)
+    assert b.send("ZR") == READY
     b.at(b.t_s + 10)
     assert b.send("Q") == READY
     assert b.send("A0R") == READY
@@ -374,8 +424,10 @@ def test_injected_overload_stops_a_moving_plunger() -> None:
     b.send("A6000R")
     b.at(b.t_s + 1.0)
     b.pump.inject_overload()
-    assert b.send("Q") == answer(0x69)
     assert b.send("?") == answer(0x69, b"1400")
+    assert b.send("Q") == answer(0x69)
+    b.at(b.t_s + 5)
+    assert b.send("?") == answer(0x60, b"1400")
 
 
 def test_injected_overload_hits_the_next_move() -> None:
@@ -392,12 +444,16 @@ def test_valve_jam_is_valve_overload_until_a_valve_move_succeeds() -> None:
     b.pump.jam_valve()
     assert b.send("I2R") == READY
     b.at(b.t_s + 1)
-    assert b.send("Q") == answer(0x6A)  # 10 valve overload
-    assert b.send("?6") == answer(0x6A, b"6")  # the valve did not move
+    assert b.send("?6") == answer(0x6A, b"6")  # 10 valve overload; the valve did not move
+    assert b.send("Q") == answer(0x6A)
     b.pump.jam_valve(False)
+    # The XLP 6000 manual (§3.6, "Overload Errors") asks for a re-initialisation; the
+    # reference's "a new valve command re-inits the valve" (§3.5) is not followed.
     assert b.send("I2R") == answer(0x6A)
+    assert b.send("P10R") == answer(0x6A)
+    b.init()
+    assert b.send("I2R") == READY
     b.at(b.t_s + 1)
-    assert b.send("Q") == READY  # a new valve command re-initialises the valve (§3.5)
     assert b.send("?6") == answer(0x60, b"2")
 
 
