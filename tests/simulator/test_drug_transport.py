@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.chip import INLETS, ReferenceChip, build_reference_fluidics
+from simulator.chip import INLETS, ReferenceFluidics, build_reference_fluidics
 from simulator.drug import pdms_loss_rate_per_s
 from simulator.physics.network import GROUND, NetworkSpec
 from simulator.world import World
@@ -29,7 +29,9 @@ class StubPump:
         self.last_step_displaced_ul = self.rate_ul_min * (t1_s - t0_s) / 60.0
 
 
-def _setup(rates_ul_min: dict[str, float], max_step_s: float = 1.0):  # type: ignore[no-untyped-def]
+def _setup(
+    rates_ul_min: dict[str, float], max_step_s: float = 1.0
+) -> tuple[World, dict[str, StubPump], ReferenceFluidics]:
     world = World(max_step_s=max_step_s)
     pumps = {name: StubPump(rates_ul_min.get(name, 0.0)) for name in INLETS}
     for pump in pumps.values():

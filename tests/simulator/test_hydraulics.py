@@ -211,3 +211,27 @@ def test_mixing_of_a_y_junction() -> None:
     # Reversed flow in "lb": b's syringe withdraws, the junction only holds a's fluid.
     f = MixingSolver(spec, ["sa", "sb"]).fractions(np.array([2.0, -1.0, 1.0]))
     assert f[2] == pytest.approx([1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"compliance_ul_kpa": (1.0, 0.0)}, "positive compliance"),
+        ({"nodes": ("a", "atm")}, "unique"),
+        ({"edges": (Edge("e", "a", "nowhere", 1.0),)}, "unknown or identical"),
+        ({"edges": (Edge("e", "a", GROUND, 0.0),)}, "positive resistance"),
+        ({"outlet_edge": "missing"}, "outlet"),
+    ],
+)
+def test_network_spec_validation(change: dict[str, object], message: str) -> None:
+    fields: dict[str, object] = {
+        "nodes": ("a", "b"),
+        "compliance_ul_kpa": (1.0, 1.0),
+        "edges": (Edge("e", "a", GROUND, 1.0), Edge("f", "b", "a", 1.0)),
+        "inlets": (),
+        "chambers": (),
+        "outlet_edge": "e",
+    }
+    fields.update(change)
+    with pytest.raises(ValueError, match=message):
+        NetworkSpec(**fields)  # type: ignore[arg-type]
