@@ -9,7 +9,9 @@ from setuptools import find_packages, setup
 
 setup(
     packages=[
-        *find_packages(include=["chipctl", "chipctl.*", "drivers", "drivers.*", "simulator", "simulator.*"]),
+        *find_packages(
+            include=["chipctl", "chipctl.*", "drivers", "drivers.*", "simulator", "simulator.*"]
+        ),
         "chipctl.builtin_protocols",
     ],
     package_dir={"chipctl.builtin_protocols": "protocols"},

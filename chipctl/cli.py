@@ -85,6 +85,21 @@ def _build_parser() -> _Parser:
         description="List the built-in protocols with their descriptions.",
     )
 
+    devices = commands.add_parser("devices", help="device tools", description="Device tools.")
+    device_commands = devices.add_subparsers(
+        dest="devices_command", metavar="COMMAND", parser_class=_Parser
+    )
+    scan = device_commands.add_parser(
+        "scan",
+        help="find instruments on serial ports (read-only queries)",
+        description=(
+            "Probe serial ports with read-only identification queries of every supported "
+            "protocol and print what answers: PORT DRIVER MODEL address, firmware, baud rate. "
+            "Nothing is moved or configured."
+        ),
+    )
+    scan.add_argument("ports", nargs="*", metavar="PORT", help="ports (default: all found)")
+
     simulate = commands.add_parser(
         "simulate", help="simulator tools", description="Simulator tools."
     )
@@ -250,19 +265,19 @@ def _cmd_protocols(args: argparse.Namespace) -> int:
 
 def _cmd_simulate_serve(args: argparse.Namespace) -> int:
     from chipctl.config import load_config, reference_rig_config
-    from chipctl.rig import build_emulators
+    from chipctl.rig import build_emulators, serve_on_ptys
     from drivers.clock import RealClock
-    from simulator.pty import PtyServer
 
     cfg = load_config(args.config) if args.config else reference_rig_config()
     _, emulators = build_emulators(cfg, seed=args.seed)
     clock = RealClock()
-    server = PtyServer(emulators, clock.now_s)
-    server.start()
+    server = serve_on_ptys(emulators, clock.now_s)
     try:
         for link, emulator in emulators.items():
             names = [d.name for d in cfg.devices.values() if d.link == link]
-            model = getattr(emulator, "model", type(emulator).__name__)
+            model = getattr(emulator, "model", None)
+            if not isinstance(model, str):
+                model = type(emulator).__name__
             print(f"{','.join(names)} {model} {server.paths[link]}", flush=True)
         print("serving in real time; Ctrl-C to stop", file=sys.stderr, flush=True)
         stopped = threading.Event()
@@ -274,6 +289,28 @@ def _cmd_simulate_serve(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return EXIT_OK
+
+
+def _cmd_devices_scan(args: argparse.Namespace) -> int:
+    from drivers.clock import RealClock
+    from drivers.scan import list_serial_ports, scan_port
+
+    ports = args.ports or list_serial_ports()
+    if not ports:
+        print("no serial ports found", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    found_any = False
+    for port in ports:
+        found = scan_port(port, RealClock())
+        if found is None:
+            print(f"{port}: nothing answered")
+            continue
+        found_any = True
+        print(
+            f"{port}: {found.driver}: {found.model}; address {found.address}, "
+            f"firmware {found.firmware or '-'}, {found.baudrate} baud"
+        )
+    return EXIT_OK if found_any else EXIT_RUN_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "protocols": _cmd_protocols,
     }
     try:
+        if args.command == "devices":
+            if args.devices_command != "scan":
+                parser.parse_args(["devices", "--help"])
+            return _cmd_devices_scan(args)
         if args.command == "simulate":
             if args.sim_command != "serve":
                 parser.parse_args(["simulate", "--help"])

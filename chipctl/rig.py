@@ -37,6 +37,7 @@ __all__ = [
     "build_emulators",
     "build_rig",
     "check_fault",
+    "serve_on_ptys",
 ]
 
 logger = logging.getLogger(__name__)
@@ -357,3 +358,16 @@ def build_rig(config: InstrumentConfig, *, clock: Clock, seed: int = 0) -> Rig:
                 raise ConfigError(config.source, f"devices.{cfg.name}", str(exc)) from None
             roles[cfg.name] = spec.role
     return Rig(config, clock, devices, roles, transports, world, emulators)
+
+
+def serve_on_ptys(emulators: dict[str, Any], now_s: Callable[[], float]) -> Any:
+    """Start serving ``emulators`` (keyed by link) on pseudo-terminals in real time.
+
+    Returns the started :class:`simulator.pty.PtyServer`; its ``paths`` map each link to
+    the PTY path a program opens, and ``stop()`` ends it.
+    """
+    from simulator.pty import PtyServer
+
+    server = PtyServer(emulators, now_s)
+    server.start()
+    return server

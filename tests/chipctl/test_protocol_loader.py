@@ -85,7 +85,7 @@ def test_errors_name_file_line_step_and_field(old, new, expected):
 
 
 def test_unknown_builtin_lists_builtins():
-    with pytest.raises(ProtocolError, match="built-ins: .*perfusion-check"):
+    with pytest.raises(ProtocolError, match=r"built-ins: .*perfusion-check"):
         load_protocol("no-such-protocol")
 
 

@@ -209,7 +209,9 @@ def test_faults_are_refused_on_hardware_and_checked_on_simulators():
     from chipctl.config import parse_config
     from chipctl.errors import ConfigError
 
-    hw = '[devices.m]\ndriver = "harvard"\nlink = "serial:///dev/x"\nsyringe = "BD Plastipak 1 mL"\n'
+    hw = (
+        '[devices.m]\ndriver = "harvard"\nlink = "serial:///dev/x"\nsyringe = "BD Plastipak 1 mL"\n'
+    )
     with pytest.raises(ConfigError, match="only be scheduled on a simulated rig"):
         parse_config(hw + '[[fault]]\ndevice = "m"\nkind = "garble"\nat = "1 h"\n', "hw.toml")
     with pytest.raises(ConfigError, match=r"fault\[1\].kind: .*no fault 'explode'"):

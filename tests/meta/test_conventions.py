@@ -79,11 +79,11 @@ def test_layering_by_grep():
 
 
 def test_every_driver_constructor_does_no_io():
+    from chipctl.config import DeviceConfig
+    from chipctl.rig import DRIVERS
     from drivers.clock import VirtualClock
     from drivers.syringes import lookup_syringe
     from drivers.testing import ScriptedTransport
-    from chipctl.rig import DRIVERS
-    from chipctl.config import DeviceConfig
 
     for name, spec in DRIVERS.items():
         transport = ScriptedTransport([])
