@@ -269,8 +269,8 @@ def _cmd_simulate_serve(args: argparse.Namespace) -> int:
     from drivers.clock import RealClock
 
     cfg = load_config(args.config) if args.config else reference_rig_config()
-    _, emulators = build_emulators(cfg, seed=args.seed)
     clock = RealClock()
+    _, emulators, _ = build_emulators(cfg, seed=args.seed, start_s=clock.now_s())
     server = serve_on_ptys(emulators, clock.now_s)
     try:
         for link, emulator in emulators.items():

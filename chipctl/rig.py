@@ -1,4 +1,4 @@
-"""The composition root: turn an instrument config into connected-ready devices.
+"""The composition root: turn an instrument config into devices ready to connect.
 
 This is the one module of ``chipctl`` that imports ``simulator`` (an import-linter contract
 enforces it), and the one place that decides between hardware and simulation: a
@@ -6,7 +6,11 @@ enforces it), and the one place that decides between hardware and simulation: a
 an :class:`drivers.transport.EmulatorTransport` on an emulator living in a shared
 :class:`simulator.world.World`. The drivers above are the same either way.
 
-Devices whose links are the same URL share one transport (one bus, one lock).
+Devices whose links are the same URL share one transport (one bus, one lock): New Era
+pumps daisy-chained on one cable, for example. On a simulated rig, pumps that declare the
+chip ``inlet`` they feed are connected to the simulated chip (hydraulics, drug transport,
+tumoroids, microscope: :mod:`simulator.bench`), and a flow sensor with ``location =
+"outlet"`` reads the chip's outlet flow.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from urllib.parse import urlsplit
 
 from chipctl.config import LINK_FAULTS, DeviceConfig, InstrumentConfig
 from chipctl.errors import ConfigError
+from chipctl.units import CONCENTRATION, DURATION, UnitError, parse_quantity
 from drivers.clock import Clock
-from drivers.roles import FlowSensor, SyringePump, Valve
+from drivers.roles import FlowSensor, Syringe, SyringePump, Valve
 from drivers.transport import (
-    EmulatedDevice,
     EmulatorTransport,
     LoggingTransport,
     SerialTransport,
@@ -30,6 +34,7 @@ from drivers.transport import (
 )
 
 __all__ = [
+    "CHIP",
     "DRIVERS",
     "Device",
     "DriverSpec",
@@ -37,12 +42,24 @@ __all__ = [
     "build_emulators",
     "build_rig",
     "check_fault",
+    "port_names",
     "serve_on_ptys",
 ]
 
 logger = logging.getLogger(__name__)
 
 Device = SyringePump | Valve | FlowSensor
+
+#: The pseudo-device name of the simulated chip in fault schedules and telemetry.
+CHIP = "chip"
+#: Config keys about how a device sits in the fluidics (used by the simulator; on hardware
+#: they document the wiring): the chip inlet a pump feeds, what its syringe holds, where a
+#: flow sensor sits.
+_PUMP_WIRING = frozenset({"inlet", "contents"})
+_SENSOR_WIRING = frozenset({"location"})
+#: Noise of a simulated flow sensor: about one count of an SLF3S-0600F (0.1 uL/min); the
+#: emulator still quantises to the model's count, so a coarser sensor reads coarser.
+SIM_FLOW_NOISE_UL_MIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,10 @@ class DriverSpec:
     options: frozenset[str] = frozenset()
 
 
-def _need_syringe(cfg: DeviceConfig) -> Any:
+# -- option helpers ------------------------------------------------------------------
+
+
+def _need_syringe(cfg: DeviceConfig) -> Syringe:
     if cfg.syringe is None:
         raise ConfigError("", f"devices.{cfg.name}.syringe", "a pump needs a syringe")
     return cfg.syringe
@@ -74,19 +94,6 @@ def _int_address(cfg: DeviceConfig, default: int) -> int:
     if not isinstance(cfg.address, int) or not 0 <= cfg.address <= 99:
         raise ConfigError("", f"devices.{cfg.name}.address", "must be an integer 0..99")
     return cfg.address
-
-
-def _build_harvard(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
-    from drivers.harvard.pump import HarvardPump
-
-    return HarvardPump(
-        transport,
-        name=cfg.name,
-        syringe=_need_syringe(cfg),
-        address=_int_address(cfg, 0),
-        model=cfg.model or "phd-ultra",
-        clock=clock,
-    )
 
 
 def _positive_int(cfg: DeviceConfig, key: str, default: int) -> int:
@@ -103,20 +110,109 @@ def _string_option(cfg: DeviceConfig, key: str, default: str) -> str:
     return value
 
 
+def _bool_option(cfg: DeviceConfig, key: str, default: bool) -> bool:
+    value = cfg.options.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError("", f"devices.{cfg.name}.{key}", "must be true or false")
+    return value
+
+
 def port_names(cfg: DeviceConfig, n_positions: int) -> dict[str, int]:
     """Return the valve's named positions from its ``ports`` list (position = index + 1)."""
     ports = cfg.options.get("ports", [])
     if not isinstance(ports, list) or not all(isinstance(p, str) and p for p in ports):
         raise ConfigError("", f"devices.{cfg.name}.ports", "must be a list of port names")
     if len(ports) > n_positions:
-        raise ConfigError(
-            "",
-            f"devices.{cfg.name}.ports",
-            f"names {len(ports)} ports, the valve has {n_positions}",
-        )
+        message = f"names {len(ports)} ports, the valve has {n_positions}"
+        raise ConfigError("", f"devices.{cfg.name}.ports", message)
     if len(set(ports)) != len(ports):
         raise ConfigError("", f"devices.{cfg.name}.ports", "port names must be unique")
     return {name: position for position, name in enumerate(ports, start=1)}
+
+
+def contents_nm(cfg: DeviceConfig) -> dict[str, float]:
+    """Return what the device's syringe holds: species -> stock concentration (nM)."""
+    table = cfg.options.get("contents", {})
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "", f"devices.{cfg.name}.contents", 'must be a table like { x = "10 nM" }'
+        )
+    result: dict[str, float] = {}
+    for species, text in table.items():
+        try:
+            result[species] = parse_quantity(text, CONCENTRATION)
+        except UnitError as exc:
+            raise ConfigError("", f"devices.{cfg.name}.contents.{species}", str(exc)) from None
+    return result
+
+
+# -- driver builders -----------------------------------------------------------------
+
+
+def _build_harvard(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+    from drivers.harvard.pump import HarvardPump
+
+    return HarvardPump(
+        transport,
+        name=cfg.name,
+        syringe=_need_syringe(cfg),
+        address=_int_address(cfg, 0),
+        model=cfg.model or "phd-ultra",
+        clock=clock,
+    )
+
+
+def _build_newera(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+    from drivers.newera.pump import NewEraPump
+
+    timeout_s = 10
+    if "safe_timeout" in cfg.options:
+        where = f"devices.{cfg.name}.safe_timeout"
+        try:
+            seconds = parse_quantity(cfg.options["safe_timeout"], DURATION)
+        except UnitError as exc:
+            raise ConfigError("", where, str(exc)) from None
+        if seconds != round(seconds) or not 1 <= seconds <= 255:
+            raise ConfigError("", where, "the pump takes whole seconds, 1 s to 255 s")
+        timeout_s = round(seconds)
+    return NewEraPump(
+        transport,
+        name=cfg.name,
+        syringe=_need_syringe(cfg),
+        address=_int_address(cfg, 0),
+        clock=clock,
+        safe_mode=_bool_option(cfg, "safe_mode", False),
+        safe_timeout_s=timeout_s,
+        model=cfg.model or "NE-1000",
+    )
+
+
+def _cavro_address(cfg: DeviceConfig) -> str:
+    address = "1" if cfg.address is None else str(cfg.address)
+    if len(address) != 1:
+        raise ConfigError("", f"devices.{cfg.name}.address", "a Cavro address is one character")
+    return address
+
+
+def _build_cavro(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+    from drivers.cavro.pump import CavroPump
+
+    n_ports = _positive_int(cfg, "n_ports", 6)
+    names = port_names(cfg, n_ports)
+    output = cfg.options.get("output_port", "chip" if "chip" in names else None)
+    output_port = names.get(output) if isinstance(output, str) else output
+    if output is not None and output_port is None:
+        raise ConfigError("", f"devices.{cfg.name}.output_port", f"no port named {output!r}")
+    return CavroPump(
+        transport,
+        name=cfg.name,
+        syringe=_need_syringe(cfg),
+        address=_cavro_address(cfg),
+        clock=clock,
+        n_ports=n_ports,
+        model=cfg.model or "XLP6000",
+        output_port=output_port,
+    )
 
 
 def _build_idex(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
@@ -141,10 +237,24 @@ def _build_sensirion(cfg: DeviceConfig, transport: Transport, clock: Clock) -> D
 
 #: driver name in the config -> how to build it
 DRIVERS: dict[str, DriverSpec] = {
-    "harvard": DriverSpec("pump", _build_harvard, "harvard"),
+    "harvard": DriverSpec("pump", _build_harvard, "harvard", _PUMP_WIRING),
+    "newera": DriverSpec(
+        "pump", _build_newera, "newera", _PUMP_WIRING | {"safe_mode", "safe_timeout"}
+    ),
+    "cavro": DriverSpec(
+        "pump",
+        _build_cavro,
+        "cavro",
+        _PUMP_WIRING | {"n_ports", "ports", "output_port", "initialize"},
+    ),
     "idex": DriverSpec("valve", _build_idex, "idex", frozenset({"n_positions", "ports"})),
-    "sensirion-flow": DriverSpec("flow", _build_sensirion, "sensirion-scc1", frozenset({"liquid"})),
+    "sensirion-flow": DriverSpec(
+        "flow", _build_sensirion, "sensirion-scc1", _SENSOR_WIRING | {"liquid"}
+    ),
 }
+
+
+# -- the rig -------------------------------------------------------------------------
 
 
 @dataclass
@@ -159,6 +269,9 @@ class Rig:
         transports: the transports, one per link.
         world: the simulated world, when simulated.
         emulators: the emulators by link URL, when simulated (tests inject faults here).
+        bench: the simulated chip and tumoroids, when simulated pumps feed chip inlets.
+        valve_views: valves that are part of another device (a Cavro's valve), by name.
+        after_connect: set-up to run once each device has connected (by device name).
     """
 
     config: InstrumentConfig
@@ -167,7 +280,10 @@ class Rig:
     roles: dict[str, str]
     transports: dict[str, Transport]
     world: Any = None
-    emulators: dict[str, EmulatedDevice] = field(default_factory=dict)
+    emulators: dict[str, Any] = field(default_factory=dict)
+    bench: Any = None
+    valve_views: dict[str, Valve] = field(default_factory=dict)
+    after_connect: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:
@@ -179,8 +295,10 @@ class Rig:
         return {n: d for n, d in self.devices.items() if isinstance(d, SyringePump)}
 
     def valves(self) -> dict[str, Valve]:
-        """Return the selector valves by name."""
-        return {n: d for n, d in self.devices.items() if isinstance(d, Valve)}
+        """Return the selector valves by name (including valves built into pumps)."""
+        valves = {n: d for n, d in self.devices.items() if isinstance(d, Valve)}
+        valves.update(self.valve_views)
+        return valves
 
     def valve_position(self, valve: str, position: int | str) -> int:
         """Resolve a position number or port name of ``valve`` to a position number.
@@ -200,37 +318,52 @@ class Rig:
         return position
 
     def emulator_of(self, device: str) -> Any:
-        """Return the emulator behind ``device`` (simulated rigs only)."""
-        return self.emulators[self.config.devices[device].link]
+        """Return the emulator behind ``device`` (the pump itself on a shared bus)."""
+        emulator = self.emulators[self.config.devices[device].link]
+        pumps = getattr(emulator, "pumps", None)
+        if isinstance(pumps, dict):  # a daisy-chain bus: the addressed pump
+            return pumps[_int_address(self.config.devices[device], 0)]
+        return emulator
 
     def inject_fault(self, device: str, fault: str) -> None:
-        """Inject ``fault`` into ``device``'s emulator at the clock's now.
+        """Inject ``fault`` into ``device``'s emulator (or the chip) at the clock's now.
 
-        ``fault`` is a link fault (:data:`chipctl.config.LINK_FAULTS`) or the name of a
-        fault method of the emulator (``inject_stall``, ``jam``...). Emulators are advanced
-        lazily (at each exchange), so the world is first brought to the present; otherwise
-        the fault would take effect at the time of the last exchange.
+        ``fault`` is a link fault (:data:`chipctl.config.LINK_FAULTS`), the name of a fault
+        method of the emulator (``inject_stall``, ``jam``...), or for the pseudo-device
+        ``chip`` one of :class:`simulator.bench.SimulatedBench`'s (``clog``, ``leak``,
+        ``bubble``...). Emulators are advanced lazily (at each exchange), so the world is
+        first brought to the present; otherwise the fault would date from the last exchange.
 
         Raises:
-            ValueError: the emulator has no such fault.
+            ValueError: no such fault for that device.
         """
+        if self.world is not None:
+            self.world.advance_to(self.clock.now_s())
+        if device == CHIP:
+            check_fault(self.bench, CHIP, fault)
+            getattr(self.bench, fault)()
+            return
         emulator = self.emulator_of(device)
+        link_emulator = self.emulators[self.config.devices[device].link]
         check_fault(emulator, device, fault)
         emulator.advance_to(self.clock.now_s())
         if fault == "link_ok":
-            emulator.faults.clear()
+            link_emulator.faults.clear()
         elif fault in LINK_FAULTS:
-            setattr(emulator.faults, fault, True)
+            setattr(link_emulator.faults, fault, True)
         else:
             getattr(emulator, fault)()
 
 
 def check_fault(emulator: Any, device: str, fault: str) -> None:
     """Raise ``ValueError`` unless ``fault`` can be injected into ``emulator``."""
-    if fault in LINK_FAULTS:
+    if emulator is None:
+        raise ValueError(f"{device}: this rig has no simulated chip (no pump feeds an inlet)")
+    if fault in LINK_FAULTS and device != CHIP:
         return
     method = getattr(emulator, fault, None) if not fault.startswith("_") else None
-    if not callable(method) or fault in ("advance_to", "receive", "take_output", "step"):
+    plumbing = ("advance_to", "receive", "take_output", "step", "truth", "truth_units")
+    if not callable(method) or fault in plumbing:
         raise ValueError(f"{device}: the {type(emulator).__name__} emulator has no fault {fault!r}")
 
 
@@ -248,38 +381,6 @@ def _spec(cfg: DeviceConfig, source: str) -> DriverSpec:
     return spec
 
 
-def _make_emulator(world: Any, emulator: str, cfgs: list[DeviceConfig], source: str) -> Any:
-    """Create the emulator serving the devices ``cfgs`` that share one sim:// link."""
-    first = cfgs[0]
-    if emulator == "harvard":
-        from simulator.devices.harvard import SimHarvardPump
-
-        if len(cfgs) > 1:
-            raise ConfigError(
-                source,
-                f"devices.{cfgs[1].name}.link",
-                "a simulated Harvard link serves one pump; give each pump its own link",
-            )
-        return SimHarvardPump(
-            world, model=first.model or "phd-ultra", address=_int_address(first, 0)
-        )
-    if len(cfgs) > 1:
-        raise ConfigError(
-            source,
-            f"devices.{cfgs[1].name}.link",
-            f"a simulated {emulator} link serves one device; give each its own link",
-        )
-    if emulator == "idex":
-        from simulator.devices.idex import SimIdexValve
-
-        return SimIdexValve(world, n_positions=_positive_int(first, "n_positions", 10))
-    if emulator == "sensirion-scc1":
-        from simulator.devices.sensirion import SimScc1Slf3s
-
-        return SimScc1Slf3s(world, sensor=first.model or "SLF3S-1300F", seed=world.seed)
-    raise ConfigError(source, f"devices.{first.name}.link", f"no emulator named {emulator!r}")
-
-
 def _links(config: InstrumentConfig) -> dict[str, list[DeviceConfig]]:
     links: dict[str, list[DeviceConfig]] = {}
     for cfg in config.devices.values():
@@ -287,21 +388,130 @@ def _links(config: InstrumentConfig) -> dict[str, list[DeviceConfig]]:
     return links
 
 
-def build_emulators(config: InstrumentConfig, *, seed: int) -> tuple[Any, dict[str, Any]]:
-    """Build the simulated world and one emulator per ``sim://`` link.
+# -- emulators -----------------------------------------------------------------------
+
+
+def _one_device(emulator: str, cfgs: list[DeviceConfig], source: str) -> DeviceConfig:
+    if len(cfgs) > 1:
+        raise ConfigError(
+            source,
+            f"devices.{cfgs[1].name}.link",
+            f"a simulated {emulator} link serves one device; give each its own link",
+        )
+    return cfgs[0]
+
+
+def _make_emulator(world: Any, emulator: str, cfgs: list[DeviceConfig], source: str) -> Any:
+    """Create the emulator serving the devices ``cfgs`` that share one sim:// link."""
+    if emulator == "harvard":
+        from simulator.devices.harvard import SimHarvardPump
+
+        cfg = _one_device(emulator, cfgs, source)
+        return SimHarvardPump(world, model=cfg.model or "phd-ultra", address=_int_address(cfg, 0))
+    if emulator == "newera":
+        from simulator.devices.newera import SimNewEraBus, SimNewEraPump
+
+        bus = SimNewEraBus()
+        for cfg in cfgs:
+            pump = SimNewEraPump(world, address=_int_address(cfg, 0), model=cfg.model or "NE-1000")
+            volume_ul = _need_syringe(cfg).volume_ul
+            pump.load_syringe(volume_ul, volume_ul)  # mounted full
+            bus.add(pump)
+        return bus
+    if emulator == "cavro":
+        from simulator.devices.cavro import SimCavro
+
+        cfg = _one_device(emulator, cfgs, source)
+        n_ports = _positive_int(cfg, "n_ports", 6)
+        names = port_names(cfg, n_ports)
+        return SimCavro(
+            world,
+            address=_cavro_address(cfg),
+            model=cfg.model or "XLP6000",
+            n_ports=n_ports,
+            syringe_volume_ul=_need_syringe(cfg).volume_ul,
+            chip_port=names.get("chip"),
+        )
+    if emulator == "idex":
+        from simulator.devices.idex import SimIdexValve
+
+        cfg = _one_device(emulator, cfgs, source)
+        return SimIdexValve(world, n_positions=_positive_int(cfg, "n_positions", 10))
+    raise ConfigError(source, f"devices.{cfgs[0].name}.link", f"no emulator named {emulator!r}")
+
+
+def _make_sensor_emulator(world: Any, cfg: DeviceConfig, bench: Any, source: str) -> Any:
+    from simulator.devices.sensirion import SimScc1Slf3s
+
+    location = _string_option(cfg, "location", "outlet") if "location" in cfg.options else None
+    flow_source = None
+    if location is not None:
+        if location != "outlet":
+            raise ConfigError(source, f"devices.{cfg.name}.location", "only 'outlet' is simulated")
+        if bench is None:
+            message = "no simulated chip to measure (no pump declares the inlet it feeds)"
+            raise ConfigError(source, f"devices.{cfg.name}.location", message)
+        flow_source = bench.outlet_flow_source
+    return SimScc1Slf3s(
+        world,
+        flow_source=flow_source,
+        sensor=cfg.model or "SLF3S-1300F",
+        seed=world.seed,
+        noise_ul_min=SIM_FLOW_NOISE_UL_MIN,
+    )
+
+
+def _bench(world: Any, config: InstrumentConfig, emulators: dict[str, Any], seed: int) -> Any:
+    """Build the simulated chip if pumps declare the inlets they feed."""
+    pumps: dict[str, Any] = {}
+    contents: dict[str, dict[str, float]] = {}
+    for cfg in config.devices.values():
+        if "inlet" not in cfg.options:
+            continue
+        inlet = _string_option(cfg, "inlet", "")
+        if inlet in pumps:
+            raise ConfigError(config.source, f"devices.{cfg.name}.inlet", f"{inlet!r} is taken")
+        emulator = emulators[cfg.link]
+        bus_pumps = getattr(emulator, "pumps", None)
+        pumps[inlet] = bus_pumps[_int_address(cfg, 0)] if isinstance(bus_pumps, dict) else emulator
+        stock = contents_nm(cfg)
+        if stock:
+            contents[inlet] = stock
+    if not pumps:
+        return None
+    from simulator.bench import build_bench
+
+    try:
+        return build_bench(world, pumps=pumps, contents_nm=contents, seed=seed)
+    except ValueError as exc:
+        raise ConfigError(config.source, "devices", str(exc)) from None
+
+
+def build_emulators(
+    config: InstrumentConfig, *, seed: int, start_s: float = 0.0
+) -> tuple[Any, dict[str, Any], Any]:
+    """Build the simulated world, one emulator per ``sim://`` link, and the chip.
+
+    Args:
+        config: a simulated instrument config.
+        seed: the world's seed (the patient and the tumoroids, noise).
+        start_s: the clock's time now (the world starts there).
 
     Returns:
-        ``(world, emulators)`` with emulators keyed by link URL.
+        ``(world, emulators, bench)``: emulators keyed by link URL; ``bench`` is the
+        simulated chip (:class:`simulator.bench.SimulatedBench`) or None.
 
     Raises:
-        ConfigError: the config is not simulated, or names an unknown emulator.
+        ConfigError: the config is not simulated, or names an unknown emulator or fault.
     """
     if not config.simulated:
         raise ConfigError(config.source, "devices", "not a simulated config (links are not sim://)")
     from simulator.world import World
 
-    world = World(seed)
+    world = World(seed, max_step_s=60.0)
+    world.advance_to(start_s)
     emulators: dict[str, Any] = {}
+    sensors: list[tuple[str, DeviceConfig]] = []
     for link, cfgs in _links(config).items():
         for cfg in cfgs:
             _spec(cfg, config.source)
@@ -314,14 +524,23 @@ def build_emulators(config: InstrumentConfig, *, seed: int) -> tuple[Any, dict[s
                 f"driver {cfgs[0].driver!r} talks to the {expected!r} emulator, "
                 f"not {emulator_name!r} (use sim://{expected}/NAME)",
             )
-        emulators[link] = _make_emulator(world, emulator_name, cfgs, config.source)
-    for number, fault in enumerate(config.faults, start=1):
-        emulator = emulators[config.devices[fault.device].link]
+        if emulator_name == "sensirion-scc1":
+            sensors.append((link, _one_device(emulator_name, cfgs, config.source)))
+            continue
         try:
-            check_fault(emulator, fault.device, fault.kind)
+            emulators[link] = _make_emulator(world, emulator_name, cfgs, config.source)
+        except ConfigError as exc:
+            raise ConfigError(config.source, exc.where, exc.message) from None
+    bench = _bench(world, config, emulators, seed)
+    for link, cfg in sensors:  # sensors read the chip, so they come after it
+        emulators[link] = _make_sensor_emulator(world, cfg, bench, config.source)
+    for number, fault in enumerate(config.faults, start=1):
+        target = bench if fault.device == CHIP else emulators[config.devices[fault.device].link]
+        try:
+            check_fault(target, fault.device, fault.kind)
         except ValueError as exc:
             raise ConfigError(config.source, f"fault[{number}].kind", str(exc)) from None
-    return world, emulators
+    return world, emulators, bench
 
 
 def build_rig(config: InstrumentConfig, *, clock: Clock, seed: int = 0) -> Rig:
@@ -332,13 +551,17 @@ def build_rig(config: InstrumentConfig, *, clock: Clock, seed: int = 0) -> Rig:
     """
     for cfg in config.devices.values():
         _spec(cfg, config.source)
+        if "contents" in cfg.options:
+            try:
+                contents_nm(cfg)
+            except ConfigError as exc:
+                raise ConfigError(config.source, exc.where, exc.message) from None
     world: Any = None
+    bench: Any = None
     emulators: dict[str, Any] = {}
     if config.simulated:
-        world, emulators = build_emulators(config, seed=seed)
-    transports: dict[str, Transport] = {}
-    devices: dict[str, Device] = {}
-    roles: dict[str, str] = {}
+        world, emulators, bench = build_emulators(config, seed=seed, start_s=clock.now_s())
+    rig = Rig(config, clock, {}, {}, {}, world, emulators, bench)
     for link, cfgs in _links(config).items():
         if config.simulated:
             inner: Transport = EmulatorTransport(emulators[link], clock, name=link)
@@ -347,17 +570,32 @@ def build_rig(config: InstrumentConfig, *, clock: Clock, seed: int = 0) -> Rig:
                 inner = SerialTransport.from_url(link, name=link)
             except ValueError as exc:
                 raise ConfigError(config.source, f"devices.{cfgs[0].name}.link", str(exc)) from None
-        transports[link] = LoggingTransport(inner)
+        rig.transports[link] = LoggingTransport(inner)
         for cfg in cfgs:
             spec = _spec(cfg, config.source)
             try:
-                devices[cfg.name] = spec.build(cfg, transports[link], clock)
+                device = spec.build(cfg, rig.transports[link], clock)
             except ConfigError as exc:
                 raise ConfigError(config.source, exc.where, exc.message) from None
             except ValueError as exc:
                 raise ConfigError(config.source, f"devices.{cfg.name}", str(exc)) from None
-            roles[cfg.name] = spec.role
-    return Rig(config, clock, devices, roles, transports, world, emulators)
+            rig.devices[cfg.name] = device
+            rig.roles[cfg.name] = spec.role
+            _extras(rig, cfg, device)
+    return rig
+
+
+def _extras(rig: Rig, cfg: DeviceConfig, device: Device) -> None:
+    """Register what one device adds beyond its role (a Cavro's valve and initialisation)."""
+    if cfg.driver != "cavro":
+        return
+    from drivers.cavro.pump import CavroPump
+    from drivers.cavro.valve import CavroValve
+
+    assert isinstance(device, CavroPump)
+    rig.valve_views[cfg.name] = CavroValve(device)
+    if _bool_option(cfg, "initialize", False):
+        rig.after_connect[cfg.name] = device.initialize
 
 
 def serve_on_ptys(emulators: dict[str, Any], now_s: Callable[[], float]) -> Any:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
-from chipctl.rig import Device, Rig
+from chipctl.rig import CHIP, Device, Rig
 from drivers.errors import DeviceAlarm, DeviceError, TransportError
 from drivers.roles import FlowReading, FlowSensor, PumpStatus, SyringePump, Valve
 
@@ -50,8 +50,15 @@ TELEMETRY_UNITS: dict[str, dict[str, str]] = {
 
 
 def telemetry_spec(rig: Rig) -> dict[str, dict[str, str]]:
-    """Return device -> quantity -> units for every device of ``rig``."""
-    return {name: dict(TELEMETRY_UNITS[rig.roles[name]]) for name in rig.devices}
+    """Return device -> quantity -> units for every device of ``rig``.
+
+    A simulated rig with a chip also gets a ``chip`` table: the simulator's ground truth
+    (pressures, flows, chamber concentrations) that no instrument on a real bench measures.
+    """
+    spec = {name: dict(TELEMETRY_UNITS[rig.roles[name]]) for name in rig.devices}
+    if rig.bench is not None:
+        spec[CHIP] = dict(rig.bench.truth_units())
+    return spec
 
 
 class Recorder(Protocol):
@@ -165,6 +172,15 @@ class Session:
                 raise
             self._connected.append(name)
             self.event(name, "connected", type(device).__name__)
+            setup = self.rig.after_connect.get(name)
+            if setup is not None:
+                try:
+                    setup()
+                except DeviceError as exc:
+                    self.event(name, "error", f"set-up after connect failed: {exc}")
+                    self.close()
+                    raise
+                self.event(name, "initialized", "set-up after connect done")
 
     def stop_all_pumps(self, reason: str) -> list[str]:
         """Send stop to every connected pump, whatever happens; return the pumps that failed.
@@ -262,6 +278,9 @@ class Session:
                 self.event(name, "error", str(exc))
                 continue
             self.recorder.telemetry(name, t_s, values)
+        if self.rig.bench is not None:
+            self.rig.world.advance_to(self.clock.now_s())
+            self.recorder.telemetry(CHIP, t_s, self.rig.bench.truth())
 
     def heartbeat(self) -> None:
         """Keep every device's communication watchdog alive."""
