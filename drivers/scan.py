@@ -1,7 +1,7 @@
 """Find instruments on serial ports with read-only identification queries.
 
 Each probe opens the port at one of its protocol's usual baud rates, sends one query that
-changes nothing on the device (Harvard ``ver``, Cavro ``?&`` firmware report, IDEX ``S``
+changes nothing on the device (Harvard ``ver``, New Era ``VER``, Cavro ``?&`` firmware report, IDEX ``S``
 status, SHDLC "device information"), and closes the port again. Probes run one after the
 other and stop at the first protocol that answers; a silent port costs a few short
 timeouts. Nothing is ever started, stopped or configured.
@@ -64,6 +64,20 @@ def _probe_harvard(transport: Transport, clock: Clock) -> tuple[str, str, str] |
     return text, "0", text.split()[-1]
 
 
+def _probe_newera(transport: Transport, clock: Clock) -> tuple[str, str, str] | None:
+    from drivers.newera import codec
+
+    # VER in safe framing: a pump in either mode answers it (NE manual §2.3) [I]. A pending
+    # power-on alarm is answered first; ask once more then.
+    frame = codec.encode_safe(0, "VER")
+    for _ in range(2):
+        reply = codec.decode_reply(_exchange(transport, frame, codec.reply_complete))
+        if reply.status != "A":
+            version = codec.parse_version(reply.data)
+            return f"New Era NE-{version.model}", str(reply.address), version.firmware
+    return None
+
+
 def _probe_cavro(transport: Transport, clock: Clock) -> tuple[str, str, str] | None:
     from drivers.cavro import codec
 
@@ -108,6 +122,7 @@ class Probe:
 PROBES: tuple[Probe, ...] = (
     Probe("sensirion-flow", (115200,), _probe_sensirion),
     Probe("harvard", (115200, 9600, 19200, 38400, 57600), _probe_harvard),
+    Probe("newera", (19200, 9600), _probe_newera),
     Probe("cavro", (9600, 38400), _probe_cavro),
     Probe("idex", (19200,), _probe_idex),
 )

@@ -59,7 +59,13 @@ def test_scan_identifies_every_served_device(served, chipctl_cmd):
     )
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
-    expected = {"medium": "harvard", "drug": "harvard", "outlet": "idex", "flow": "sensirion-flow"}
+    expected = {
+        "medium": "harvard",
+        "drug": "newera",
+        "exchanger": "cavro",
+        "outlet": "idex",
+        "flow": "sensirion-flow",
+    }
     for name, driver in expected.items():
         assert lines[paths[name]].startswith(driver), lines[paths[name]]
 
