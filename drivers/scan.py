@@ -1,10 +1,10 @@
 """Find instruments on serial ports with read-only identification queries.
 
 Each probe opens the port at one of its protocol's usual baud rates, sends one query that
-changes nothing on the device (Harvard ``ver``, New Era ``VER``, Cavro ``?&`` firmware report, IDEX ``S``
-status, SHDLC "device information"), and closes the port again. Probes run one after the
-other and stop at the first protocol that answers; a silent port costs a few short
-timeouts. Nothing is ever started, stopped or configured.
+changes nothing on the device (Harvard ``ver``, New Era ``VER``, Cavro ``&`` firmware
+report, IDEX ``S`` status, SHDLC "device information"), and closes the port again.
+Probes run one after the other and stop at the first protocol that answers; a silent
+port costs a few short timeouts. Nothing is ever started, stopped or configured.
 """
 
 from __future__ import annotations
@@ -53,9 +53,24 @@ def _exchange(transport: Transport, frame: bytes, complete: Callable[[bytes], bo
         return read_frame(transport, complete, timeout_s=PROBE_TIMEOUT_S, sent=frame)
 
 
+def _flush_line(transport: Transport) -> None:
+    """End any partial line a previous probe left in a line-based device's input buffer.
+
+    A bare CR is harmless to the ASCII protocols here (a Harvard pump answers it with its
+    prompt, a New Era pump with its status, a Cavro or an IDEX valve drops an empty or
+    malformed line); whatever comes back is discarded.
+    """
+    with transport.lock:
+        transport.write(b"\r")
+        while transport.read_some(PROBE_TIMEOUT_S / 5):
+            pass
+        transport.reset_input()
+
+
 def _probe_harvard(transport: Transport, clock: Clock) -> tuple[str, str, str] | None:
     from drivers.harvard import codec
 
+    _flush_line(transport)
     frame = codec.encode_command("ver", address=0, model=codec.Model.ELITE)
     reply = codec.parse_reply(_exchange(transport, frame, codec.reply_complete), 0)
     text = " ".join(reply.lines).strip()
@@ -69,6 +84,7 @@ def _probe_newera(transport: Transport, clock: Clock) -> tuple[str, str, str] | 
 
     # VER in safe framing: a pump in either mode answers it (NE manual §2.3) [I]. A pending
     # power-on alarm is answered first; ask once more then.
+    _flush_line(transport)
     frame = codec.encode_safe(0, "VER")
     for _ in range(2):
         reply = codec.decode_reply(_exchange(transport, frame, codec.reply_complete))
@@ -81,6 +97,7 @@ def _probe_newera(transport: Transport, clock: Clock) -> tuple[str, str, str] | 
 def _probe_cavro(transport: Transport, clock: Clock) -> tuple[str, str, str] | None:
     from drivers.cavro import codec
 
+    _flush_line(transport)
     frame = codec.build_dt_command("1", "&", execute=False)
     reply = codec.parse_dt_reply(_exchange(transport, frame, codec.dt_reply_complete))
     firmware = reply.data.strip()
@@ -90,6 +107,7 @@ def _probe_cavro(transport: Transport, clock: Clock) -> tuple[str, str, str] | N
 def _probe_idex(transport: Transport, clock: Clock) -> tuple[str, str, str] | None:
     from drivers.idex import codec
 
+    _flush_line(transport)
     status = codec.decode_status_reply(
         _exchange(transport, codec.encode_status(), codec.reply_complete)
     )
