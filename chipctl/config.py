@@ -28,6 +28,9 @@ wrong (they are refused on hardware)::
     device = "medium"
     kind = "inject_stall"        # an emulator fault method, or a link fault:
     at = "2 h"                   # no_reply, garble, partial, disconnected, link_ok
+
+The pseudo-device ``chip`` takes the simulated chip's faults: ``clog``, ``unclog``,
+``leak``, ``bubble``.
 """
 
 from __future__ import annotations
@@ -278,8 +281,9 @@ def _parse_faults(
             if key not in table:
                 raise ConfigError(source, f"{where}.{key}", "missing")
         device, kind = table["device"], table["kind"]
-        if device not in devices:
-            raise ConfigError(source, f"{where}.device", f"no device {device!r}")
+        if device not in devices and device != "chip":
+            known = ", ".join([*devices, "chip"])
+            raise ConfigError(source, f"{where}.device", f"no device {device!r} (known: {known})")
         if not isinstance(kind, str) or not kind.isidentifier() or kind.startswith("_"):
             raise ConfigError(source, f"{where}.kind", f"not a fault name: {kind!r}")
         try:

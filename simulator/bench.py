@@ -31,7 +31,7 @@ INLETS = ("medium", "drug", "aux")
 
 #: Default chip faults (zero-argument, for fault schedules): how fast a clog grows, how big a
 #: leak or a bubble is.
-CLOG_DOUBLING_S = 3600.0
+CLOG_DOUBLING_S = 600.0
 LEAK_RESISTANCE_KPA_S_UL = 50.0
 BUBBLE_VOLUME_UL = 1.0
 
@@ -93,7 +93,7 @@ class SimulatedBench:
     # -- chip faults (zero-argument, for fault schedules) ----------------------------
 
     def clog(self) -> None:
-        """Start a clog of the chip outlet channel (resistance doubles every hour)."""
+        """Start a clog of the chip outlet channel (its resistance doubles every 10 min)."""
         self.fluidics.network.start_clog("outlet", CLOG_DOUBLING_S)
 
     def unclog(self) -> None:

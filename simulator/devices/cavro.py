@@ -653,7 +653,9 @@ class SimCavro:
             except _CommandError as exc:
                 self.error = exc.code
                 return b""
-        if text == "T":
+        if text in ("T", "TR"):
+            # T acts at once, with or without the execute suffix; hosts commonly send "TR"
+            # (tecancavro does) [I: the manual lists T among the control commands, §3.6].
             self._terminate()
             return b""
         executes = text.endswith("R")

@@ -573,3 +573,14 @@ def test_random_bytes_never_crash_the_emulator(chunks: list[bytes], t_s: float) 
         pump.advance_to(t_s)
     pump.take_output()
     assert 0 <= pump.plunger_increments <= pump.max_increments
+
+
+def test_terminate_is_accepted_with_or_without_the_execute_suffix():
+    from simulator.devices.cavro import SimCavro
+
+    for command in (b"/1TR\r", b"/1T\r"):
+        emulator = SimCavro()
+        emulator.advance_to(0.0)
+        emulator.receive(command)
+        reply = emulator.take_output()
+        assert reply.startswith(b"/0") and reply[2] & 0x0F == 0, (command, reply)
