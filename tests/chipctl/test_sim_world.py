@@ -70,6 +70,7 @@ def test_pumped_volume_leaves_through_the_outlet(tmp_path):
 def test_a_clog_raises_the_inlet_pressure(tmp_path):
     faults = '\n[[fault]]\ndevice = "chip"\nkind = "clog"\nat = "1 h"\n'
     result, run = _run(tmp_path, hours=4, faults=faults, name="clog")
+    assert result.ok, result.message
     with run:
         chip = run.telemetry("chip")
         events = run.events()
