@@ -46,6 +46,25 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+def _port_errors() -> tuple[type[BaseException], ...]:
+    """Return the exceptions a pyserial port raises when the device is gone.
+
+    Besides ``SerialException`` and ``OSError``, pyserial lets ``termios.error`` through from
+    ``tcdrain``/``tcflush`` when a USB adapter (or a PTY's other end) has vanished: it is
+    neither of the two, and must become a TransportError too.
+    """
+    import serial
+
+    errors: list[type[BaseException]] = [serial.SerialException, OSError]
+    try:
+        import termios
+    except ImportError:  # Windows has no termios
+        pass
+    else:
+        errors.append(termios.error)
+    return tuple(errors)
+
 #: Longest frame any supported device sends; a reader that got this many bytes without a
 #: complete frame is reading garbage and stops.
 MAX_FRAME_BYTES = 4096
@@ -281,21 +300,18 @@ class SerialTransport:
 
     def write(self, data: bytes) -> None:
         """Write all of ``data``."""
-        import serial
-
         port = self._port()
         try:
             port.write(data)
             port.flush()
-        except (serial.SerialException, OSError) as exc:
+        except _port_errors() as exc:
             self._drop()
             raise TransportError(self.name, f"write failed: {exc}", sent=data) from exc
 
     def read_some(self, timeout_s: float) -> bytes:
         """Wait up to ``timeout_s`` for one byte, then take everything already buffered."""
-        import serial
-
         port = self._port()
+        errors: tuple[type[BaseException], ...] = (*_port_errors(), TypeError)
         try:
             port.timeout = timeout_s
             first: bytes = port.read(1)
@@ -305,7 +321,7 @@ class SerialTransport:
             waiting = port.in_waiting
             rest: bytes = port.read(waiting) if waiting else b""
             return first + rest
-        except (serial.SerialException, OSError, TypeError) as exc:
+        except errors as exc:
             # pyserial raises SerialException("device reports readiness to read but
             # returned no data") when the other end of a PTY went away (hw-ref §8.1).
             self._drop()
@@ -313,12 +329,10 @@ class SerialTransport:
 
     def reset_input(self) -> None:
         """Discard unread input."""
-        import serial
-
         port = self._port()
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _port_errors() as exc:
             self._drop()
             raise TransportError(self.name, f"reset failed: {exc}") from exc
 

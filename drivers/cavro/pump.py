@@ -101,6 +101,9 @@ class CavroPump(SyringePump):
         ValueError: an argument is out of range (no I/O happens in the constructor).
     """
 
+    #: How long a stopped plunger may take to report ready (deceleration, one poll).
+    STOP_CONFIRM_S = 1.0
+
     def __init__(
         self,
         transport: Transport,
@@ -586,9 +589,16 @@ class CavroPump(SyringePump):
         self._move(direction, volume_ul, rate_ul_min, port)
 
     def _do_stop(self) -> None:
-        """Send ``T`` (terminate); status errors in its answer are logged, never raised.
+        """Send ``T`` (terminate), then confirm with ``Q`` that the plunger has stopped.
 
         tecancavro sends ``TR`` [I]; the manual lists ``T`` among the control commands (§3.6).
+        An error code in the answer is logged (a terminate sent to an idle pump may be
+        refused as having nothing to do); what counts is that the pump reports ready
+        within :attr:`STOP_CONFIRM_S`, else the stop failed and that is raised: every way out
+        of a run must leave the pumps stopped, and a failed stop must not look like one.
+
+        Raises:
+            DeviceAlarm: ``"stop_failed"``, the pump still reports busy.
         """
         reply = self._exchange(codec.terminate(), execute=True, retry=False)
         if reply.error:
@@ -598,7 +608,28 @@ class CavroPump(SyringePump):
                 reply.error,
                 codec.error_name(reply.error),
             )
-        self._rate_ul_min = 0.0
+        deadline_s = self.clock.now_s() + self.STOP_CONFIRM_S
+        while True:
+            status = self._query("Q")
+            if status.error:
+                logger.warning(
+                    "%s: status after stop reports error %d: %s",
+                    self.name,
+                    status.error,
+                    codec.error_name(status.error),
+                )
+            if status.ready:
+                self._rate_ul_min = 0.0
+                return
+            if self.clock.now_s() >= deadline_s:
+                raise DeviceAlarm(
+                    self.name,
+                    f"still moving {self.STOP_CONFIRM_S:g} s after terminate",
+                    alarm="stop_failed",
+                    sent=self._last_sent,
+                    received=status.raw,
+                )
+            self.clock.sleep_s(self.poll_interval_s)
 
     def _do_read_status(self) -> PumpStatus:
         """Query ``Q`` and ``?``; count the plunger's move since the last reading."""

@@ -440,13 +440,30 @@ def test_position_beyond_full_stroke_means_wrong_mode() -> None:
 # -- stop, reconnect, syringe ------------------------------------------------------------
 
 
-def test_stop_sends_terminate_and_ignores_status_errors() -> None:
-    script = [*CONNECT, (b"/1TR\r", READY), (b"/1TR\r", answer(error=9))]
+def test_stop_sends_terminate_then_confirms_the_plunger_stopped() -> None:
+    script = [
+        *CONNECT,
+        (b"/1TR\r", READY),
+        (b"/1Q\r", READY),
+        (b"/1TR\r", answer(error=9)),  # an error code in the answer is logged only
+        (b"/1Q\r", READY),
+    ]
     pump, transport, _ = make_pump(script)
     pump.connect()
     pump.stop()
     pump.stop()
     transport.assert_done()
+
+
+def test_a_stop_that_leaves_the_pump_busy_raises() -> None:
+    busy = answer(ready=False)
+    script = [*CONNECT, (b"/1TR\r", READY)] + [(b"/1Q\r", busy)] * 30
+    pump, transport, clock = make_pump(script)
+    pump.connect()
+    with pytest.raises(DeviceAlarm) as info:
+        pump.stop()
+    assert info.value.alarm == "stop_failed"
+    assert clock.now_s() >= pump.STOP_CONFIRM_S
 
 
 def test_reconnect_reopens_and_counts_moves_made_meanwhile() -> None:
