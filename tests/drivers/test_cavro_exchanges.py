@@ -458,7 +458,7 @@ def test_stop_sends_terminate_then_confirms_the_plunger_stopped() -> None:
 def test_a_stop_that_leaves_the_pump_busy_raises() -> None:
     busy = answer(ready=False)
     script = [*CONNECT, (b"/1TR\r", READY)] + [(b"/1Q\r", busy)] * 30
-    pump, transport, clock = make_pump(script)
+    pump, _transport, clock = make_pump(script)
     pump.connect()
     with pytest.raises(DeviceAlarm) as info:
         pump.stop()
