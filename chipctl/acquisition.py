@@ -4,18 +4,21 @@ An :class:`ImagingPlan` says which named positions and channels a microscope ima
 frame shape and dtype, and which fluidic quantities are recorded with every frame. An
 :class:`Acquisition` binds a plan to a :class:`~drivers.camera.roles.Microscope` and a
 :class:`~chipctl.runfile.RunFileWriter`: :meth:`Acquisition.declare` creates the stacks
-(before the writer opens: SWMR forbids creating objects later), and each
-:meth:`Acquisition.acquire` visits the positions, snaps the channels through the Microscope
-role and appends frames and metadata rows. The module knows nothing of the protocol
-language: the engine's ``image`` action builds a plan from its ``positions`` and
-``channels`` and calls :meth:`~Acquisition.acquire` on its schedule.
+(before the writer opens: SWMR forbids creating objects later), and each time point
+visits the positions, snaps the channels through the Microscope role and appends frames and
+metadata rows: in one call (:meth:`Acquisition.acquire`), or step by step so the engine's
+scheduler runs interlock checks between steps (:meth:`Acquisition.start`,
+:class:`TimePoint`). The module knows nothing of the protocol language: the engine's
+``image`` action builds a plan from its ``positions`` and ``channels`` and starts a time
+point on its schedule.
 
 Run-file layout (paths from :mod:`chipctl.runfile.images`)::
 
     /images/<position>/<channel>        frames x height x width, one frame per chunk,
-                                        attrs: units="ADU", position, channel, pixel_size_um,
-                                        objective, magnification, exposure_ms (where known),
-                                        bit_depth
+                                        attrs: units="ADU", compression; with the writer's
+                                        ``attrs`` extension also position, channel,
+                                        pixel_size_um, objective, magnification,
+                                        exposure_ms, bit_depth (those known)
     /images/<position>/<channel>_meta   a table, one row per frame:
         t_s (s)             run time of the exposure start
         t_point_s (s)       the time point the frame belongs to (the ``t_s`` given to acquire)
@@ -25,17 +28,22 @@ Run-file layout (paths from :mod:`chipctl.runfile.images`)::
         pixel_size_um (um, NaN if unknown)
         <fluidic columns>   declared by the caller with their units, NaN where not given
 
-Stack attributes other than ``units``, and compression, need the writer to accept
-``attrs`` and ``filters`` in ``declare_frames`` (see :func:`writer_frame_options`). Until
-it does, the attributes are skipped (``pixel_size_um`` is also a metadata column, so
-nothing is lost), and asking for compression raises :class:`RunFileError`.
+The writer records ``units`` and ``compression`` on every stack. The other stack
+attributes need the writer to accept ``attrs`` in ``declare_frames`` (see
+:func:`writer_supports_stack_attrs`); until it does they are skipped, and nothing is lost:
+``pixel_size_um`` is also a metadata column, position and channel are the path.
 
-Compression (``compression=``): ``"lz4"`` and ``"zstd"`` use the HDF5 filters of the
-optional ``hdf5plugin`` package (LZ4 ~1 GB/s, about 1.5-2x on camera frames; Zstd level 3
-slower, smaller); files written with them need ``import hdf5plugin`` (or
-``HDF5_PLUGIN_PATH``) to be read by other tools; :mod:`chipctl.runfile.images` imports it
-when installed. ``"gzip"`` (with byte shuffle) is built into every HDF5 and needs no plugin.
-Compression runs on the run-file writer thread, never on the engine's.
+Compression (``compression=``) is the run-file writer's
+(:class:`chipctl.runfile.framestore.Compression`): ``None``/``"none"``, ``"blosc2-lz4"``
+(alias ``"lz4"``: Blosc2-LZ4 with byte shuffle) or ``"blosc2-lz4-bitshuffle"`` (a better
+ratio on 12-16-bit frames: 0.85 of raw on the simulator's noisy 16-bit frames, where byte
+shuffle gains nothing). Compressed stacks need the optional packages ``hdf5plugin``
+and ``blosc2`` to write, and ``hdf5plugin`` to read (other tools: ``import hdf5plugin``
+first); :mod:`chipctl.runfile.images` loads it. Frames are encoded on the run-file writer
+thread, never on the engine's. Time-lapse frames go through
+:meth:`~chipctl.runfile.RunFileWriter.append_frame` (copied, never dropped), not through
+:class:`chipctl.streaming.FrameStream`, whose bounded ring drops frames when the disk
+stalls: right for a live stream, wrong for a time point taken once an hour.
 
 Time: ``t_s`` given to :meth:`Acquisition.acquire` is the run time of the time point; each
 frame's ``t_s`` is that plus the clock time elapsed until its exposure started, so frames
@@ -55,75 +63,63 @@ import numpy.typing as npt
 
 from chipctl.errors import RunFileError
 from chipctl.runfile import images as img
+from chipctl.runfile.framestore import Compression, dataset_options
 from chipctl.runfile.writer import RunFileWriter
-from drivers.camera.roles import ChannelImage, Microscope
+from drivers.camera.roles import ChannelImage, Microscope, MoveTimeout
 from drivers.clock import Clock
 
 __all__ = [
-    "COMPRESSIONS",
     "Acquisition",
     "AcquisitionSummary",
     "FluidicState",
     "ImagingPlan",
-    "compression_filters",
-    "writer_frame_options",
+    "parse_compression",
+    "writer_supports_stack_attrs",
 ]
 
-#: The compression names :class:`ImagingPlan` accepts (None = uncompressed).
-COMPRESSIONS: Final = ("lz4", "zstd", "gzip")
+#: Short names accepted besides the :class:`Compression` values.
+_COMPRESSION_ALIASES: Final = {"lz4": Compression.LZ4}
 
 #: The fluidic state recorded with a frame: quantity -> value, or a function of the frame's
 #: run time ``t_s`` that returns it (called once per position, at its first exposure).
 FluidicState = Mapping[str, float] | Callable[[float], Mapping[str, float]]
 
-_GZIP_LEVEL: Final = 4
-_ZSTD_LEVEL: Final = 3
 
-
-def compression_filters(compression: str | None) -> dict[str, Any]:
-    """Return the ``h5py.create_dataset`` keyword arguments of a compression name.
+def parse_compression(compression: Compression | str | None) -> Compression:
+    """Return the :class:`Compression` of a name, checking its packages are installed.
 
     Args:
-        compression: None, ``"lz4"``, ``"zstd"`` (both need ``hdf5plugin``) or ``"gzip"``.
+        compression: None or ``"none"``, a :class:`Compression` or its value
+            (``"blosc2-lz4"``, ``"blosc2-lz4-bitshuffle"``), or ``"lz4"``.
 
     Raises:
-        ValueError: an unknown name.
-        RunFileError: ``hdf5plugin`` is not installed for ``"lz4"``/``"zstd"``.
+        ValueError: an unknown name, or hdf5plugin/blosc2 missing for a compressed one.
     """
     if compression is None:
-        return {}
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"unknown compression {compression!r}; use one of {list(COMPRESSIONS)}")
-    if compression == "gzip":
-        return {"compression": "gzip", "compression_opts": _GZIP_LEVEL, "shuffle": True}
-    try:
-        import hdf5plugin
-    except ImportError as exc:
-        raise RunFileError(
-            f"compression {compression!r} needs the hdf5plugin package (pip install hdf5plugin)"
-        ) from exc
-    plugin = hdf5plugin.LZ4() if compression == "lz4" else hdf5plugin.Zstd(clevel=_ZSTD_LEVEL)
-    return dict(plugin)
+        return Compression.NONE
+    if isinstance(compression, str) and compression in _COMPRESSION_ALIASES:
+        codec = _COMPRESSION_ALIASES[compression]
+    else:
+        try:
+            codec = Compression(compression)
+        except ValueError:
+            names = [*_COMPRESSION_ALIASES, *(c.value for c in Compression)]
+            raise ValueError(f"unknown compression {compression!r}; use one of {names}") from None
+    dataset_options(codec)  # raises ValueError naming the missing packages
+    return codec
 
 
-def writer_frame_options(writer: RunFileWriter) -> frozenset[str]:
-    """Return which extension keywords the writer's ``declare_frames`` accepts.
+def writer_supports_stack_attrs(writer: RunFileWriter) -> bool:
+    """Tell whether the writer's ``declare_frames`` takes stack attributes.
 
     The extension asked of :class:`~chipctl.runfile.RunFileWriter`::
 
-        declare_frames(path, shape, dtype, units, *,
-                       attrs: Mapping[str, str | int | float | bool] | None = None,
-                       filters: Mapping[str, Any] | None = None)
+        declare_frames(..., attrs: Mapping[str, str | int | float | bool] | None = None)
 
-    ``attrs`` are written on the dataset with ``units`` at :meth:`~RunFileWriter.open`;
-    ``filters`` are passed to ``h5py.create_dataset`` (``compression``,
-    ``compression_opts``, ``shuffle``: see :func:`compression_filters`).
-
-    Returns:
-        The subset of ``{"attrs", "filters"}`` the writer supports.
+    writing ``attrs`` on the dataset beside ``units`` at :meth:`~RunFileWriter.open`
+    (attributes cannot be created safely once SWMR is on).
     """
-    params = inspect.signature(writer.declare_frames).parameters
-    return frozenset(name for name in ("attrs", "filters") if name in params)
+    return "attrs" in inspect.signature(writer.declare_frames).parameters
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -156,7 +152,8 @@ class ImagingPlan:
         channel_exposure_ms: each channel's preset exposure, recorded as a stack
             attribute (the metadata table has the exposure of every frame anyway).
         bit_depth: significant bits per pixel, or None if unknown.
-        compression: None, ``"lz4"``, ``"zstd"`` or ``"gzip"`` (see the module docstring).
+        compression: how frames are stored (see :func:`parse_compression` and the module
+            docstring); normalised to a :class:`Compression`.
 
     Raises:
         ValueError: bad or duplicate names, a bad shape or dtype, or an unknown
@@ -173,7 +170,7 @@ class ImagingPlan:
     magnification: float | None = None
     channel_exposure_ms: Mapping[str, float] = field(default_factory=dict)
     bit_depth: int | None = None
-    compression: str | None = None
+    compression: Compression | str | None = None
 
     def __post_init__(self) -> None:
         """Validate names, shape, dtype, units and compression."""
@@ -202,10 +199,13 @@ class ImagingPlan:
                 raise ValueError(f"fluidic column {name!r}: units must be a string")
         object.__setattr__(self, "fluidic_columns", dict(self.fluidic_columns))
         object.__setattr__(self, "channel_exposure_ms", dict(self.channel_exposure_ms))
-        for what, value in (("pixel size", self.pixel_size_um), ("mag", self.magnification)):
+        for what, value in (
+            ("pixel_size_um", self.pixel_size_um),
+            ("magnification", self.magnification),
+        ):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{what} must be > 0, got {value!r}")
-        compression_filters(self.compression)  # unknown name / missing plugin: fail now
+        object.__setattr__(self, "compression", parse_compression(self.compression))
 
     @classmethod
     def for_microscope(
@@ -218,7 +218,7 @@ class ImagingPlan:
         magnification: float | None = None,
         objective: str | None = None,
         channel_exposure_ms: Mapping[str, float] | None = None,
-        compression: str | None = None,
+        compression: Compression | str | None = None,
     ) -> ImagingPlan:
         """Build a plan from a connected microscope's current camera settings.
 
@@ -240,9 +240,10 @@ class ImagingPlan:
             ValueError: an unknown position or channel, named with the known ones.
         """
         known_positions = microscope.position_names()
-        names = known_positions if positions == "all" else list(positions)
-        if isinstance(positions, str) and positions != "all":
-            names = [positions]
+        if isinstance(positions, str):
+            names = known_positions if positions == "all" else [positions]
+        else:
+            names = list(positions)
         unknown = [p for p in names if p not in known_positions]
         if unknown:
             raise ValueError(
@@ -306,13 +307,13 @@ class ImagingPlan:
 
 @dataclass(frozen=True)
 class AcquisitionSummary:
-    """What one :meth:`Acquisition.acquire` did.
+    """What one time point did.
 
     Attributes:
         frames: frames appended (positions x channels).
         positions: the positions visited, in order.
-        stage_s: clock time spent moving the stage.
-        elapsed_s: clock time of the whole call.
+        stage_s: clock time spent moving the stage (from the move's start to its end).
+        elapsed_s: clock time of the whole time point.
     """
 
     frames: int
@@ -327,15 +328,39 @@ class Acquisition:
     Called from one thread (the engine worker): the writer's producer calls are
     thread-safe, and the frames are written on the writer's own thread.
 
+    Two ways to image a time point:
+
+    - :meth:`acquire` does it all in one call, waiting for the stage on the clock;
+    - :meth:`start` returns a :class:`TimePoint` whose :meth:`TimePoint.step` does one
+      bounded piece of work (start a move, poll it, snap one channel) and says when to
+      call it again, so the engine's scheduler keeps running interlock checks between
+      steps (DESIGN.md, "Concurrency": long actions are split into start + poll)::
+
+          point = acquisition.start(t_s, state)
+
+          def tick() -> None:
+              delay_s = point.step()
+              if delay_s is not None:
+                  scheduler.call_later(delay_s, tick, name="image")
+
     Args:
         microscope: the Microscope role (camera and stage connected).
         plan: what to image.
         writer: the run file's writer; :meth:`declare` must run before its ``open``.
         clock: the engine's clock (stage time and frame times are measured on it).
+        poll_s: how often a moving stage is polled.
+        move_timeout_s: how long one move to a position may take.
     """
 
     def __init__(
-        self, microscope: Microscope, plan: ImagingPlan, writer: RunFileWriter, *, clock: Clock
+        self,
+        microscope: Microscope,
+        plan: ImagingPlan,
+        writer: RunFileWriter,
+        *,
+        clock: Clock,
+        poll_s: float = 0.05,
+        move_timeout_s: float = 30.0,
     ) -> None:
         """Check the plan's names against the microscope; no I/O."""
         for p in plan.positions:
@@ -344,10 +369,15 @@ class Acquisition:
         for c in plan.channels:
             if c not in microscope.channel_names():
                 raise ValueError(f"{microscope.name}: unknown channel {c!r}")
+        for what, value in (("poll_s", poll_s), ("move_timeout_s", move_timeout_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{what} must be > 0, got {value!r}")
         self.microscope = microscope
         self.plan = plan
         self.writer = writer
-        self._clock = clock
+        self.clock = clock
+        self.poll_s = float(poll_s)
+        self.move_timeout_s = float(move_timeout_s)
         self._counts = {(p, c): 0 for p in plan.positions for c in plan.channels}
         self._declared = False
 
@@ -355,30 +385,24 @@ class Acquisition:
         """Declare every frame stack and metadata table in the writer (before ``open``).
 
         Raises:
-            RunFileError: the writer is already open, or compression was asked of a writer
-                without the ``filters`` extension (:func:`writer_frame_options`).
+            RunFileError: the writer is already open.
+            ValueError: a stack or table path is already declared (two acquisitions of
+                the same position and channel).
         """
-        options = writer_frame_options(self.writer)
-        filters = compression_filters(self.plan.compression)
-        if filters and "filters" not in options:
-            raise RunFileError(
-                f"{self.writer.path}: compression {self.plan.compression!r} needs "
-                "RunFileWriter.declare_frames(..., filters=...), which this chipctl lacks"
-            )
+        with_attrs = writer_supports_stack_attrs(self.writer)
         columns = self.plan.meta_columns()
         for p in self.plan.positions:
             for c in self.plan.channels:
                 extra: dict[str, Any] = {}
-                if "attrs" in options:
+                if with_attrs:
                     extra["attrs"] = self.plan.stack_attrs(p, c)
-                if filters:
-                    extra["filters"] = filters
                 declare: Callable[..., None] = self.writer.declare_frames
                 declare(
                     img.frames_path(p, c),
                     self.plan.frame_shape,
                     self.plan.dtype,
                     img.PIXEL_UNITS,
+                    compression=self.plan.compression,
                     **extra,
                 )
                 self.writer.declare_table(
@@ -390,6 +414,41 @@ class Acquisition:
         """Return how many frames this acquisition appended to one stack."""
         return self._counts[(position, channel)]
 
+    def start(
+        self,
+        t_s: float,
+        fluidic_state: FluidicState,
+        *,
+        positions: Sequence[str] | None = None,
+        channels: Sequence[str] | None = None,
+    ) -> TimePoint:
+        """Begin one time point, to be driven by :meth:`TimePoint.step`; nothing moves yet.
+
+        Args:
+            t_s: the run time of this time point.
+            fluidic_state: the fluidic quantities to record with every frame (a mapping, or
+                a function of the frame's run time called once per position).
+            positions: a subset of the plan's positions (default: all, in plan order).
+            channels: a subset of the plan's channels (default: all, in plan order).
+
+        Raises:
+            ValueError: names outside the plan, or an undeclared fluidic quantity.
+            RunFileError: :meth:`declare` was not called.
+        """
+        if not self._declared:
+            raise RunFileError(f"{self.writer.path}: Acquisition.declare() was not called")
+        pos = _subset("position", positions, self.plan.positions)
+        chans = _subset("channel", channels, self.plan.channels)
+        if callable(fluidic_state):
+            state_of = fluidic_state
+        else:
+            fixed = self._check_state(fluidic_state)
+
+            def state_of(_t_s: float) -> Mapping[str, float]:
+                return fixed
+
+        return TimePoint(self, float(t_s), state_of, pos, chans)
+
     def acquire(
         self,
         t_s: float,
@@ -398,12 +457,14 @@ class Acquisition:
         positions: Sequence[str] | None = None,
         channels: Sequence[str] | None = None,
     ) -> AcquisitionSummary:
-        """Image one time point: visit each position and snap each channel there.
+        """Image one time point in one call: visit each position, snap each channel there.
+
+        The same as driving :meth:`start`'s :class:`TimePoint` to its end, sleeping on the
+        clock between steps.
 
         Args:
             t_s: the run time of this time point.
-            fluidic_state: the fluidic quantities to record with every frame (a mapping, or
-                a function of the frame's run time called once per position).
+            fluidic_state: see :meth:`start`.
             positions: a subset of the plan's positions (default: all, in plan order).
             channels: a subset of the plan's channels (default: all, in plan order).
 
@@ -414,51 +475,14 @@ class Acquisition:
             ValueError: names outside the plan, an undeclared fluidic quantity, or a frame
                 whose shape or dtype differs from the plan (camera settings changed).
             RunFileError: :meth:`declare` was not called, or the writer failed.
-            drivers.errors.DeviceError: a camera or stage fault (frames of positions
-                already visited stay written).
+            drivers.camera.roles.MoveTimeout: the stage did not arrive in time.
+            drivers.errors.DeviceError: a camera or stage fault (frames already taken stay
+                written).
         """
-        if not self._declared:
-            raise RunFileError(f"{self.writer.path}: Acquisition.declare() was not called")
-        pos = self._subset("position", positions, self.plan.positions)
-        chans = self._subset("channel", channels, self.plan.channels)
-        if callable(fluidic_state):
-            state_of: Callable[[float], Mapping[str, float]] = fluidic_state
-        else:
-            fixed = self._check_state(fluidic_state)
-            state_of = lambda _t_s: fixed  # noqa: E731
-        t0_clock_s = self._clock.now_s()
-        stage_s = 0.0
-        frames = 0
-        for p in pos:
-            move_start_s = self._clock.now_s()
-            self.microscope.move_to(p)
-            stage_s += self._clock.now_s() - move_start_s
-            images = self.microscope.acquire(chans, position=p)
-            for image in images:
-                self._check_image(p, image)
-            first_t_s = t_s + (images[0].t_s - t0_clock_s)
-            state = self._check_state(state_of(first_t_s))
-            for image in images:
-                self._append(p, image, t_s, t_s + (image.t_s - t0_clock_s), state)
-                frames += 1
-        return AcquisitionSummary(
-            frames=frames,
-            positions=pos,
-            stage_s=stage_s,
-            elapsed_s=self._clock.now_s() - t0_clock_s,
-        )
-
-    def _subset(
-        self, kind: str, names: Sequence[str] | None, plan: tuple[str, ...]
-    ) -> tuple[str, ...]:
-        if names is None:
-            return plan
-        if isinstance(names, str):
-            names = [names]
-        outside = [n for n in names if n not in plan]
-        if outside:
-            raise ValueError(f"{kind}s {outside} are not in the imaging plan {list(plan)}")
-        return tuple(names)
+        point = self.start(t_s, fluidic_state, positions=positions, channels=channels)
+        while (delay_s := point.step()) is not None:
+            self.clock.sleep_s(delay_s)
+        return point.summary()
 
     def _check_state(self, state: Mapping[str, float]) -> dict[str, float]:
         unknown = sorted(set(state) - set(self.plan.fluidic_columns))
@@ -469,15 +493,6 @@ class Acquisition:
             )
         return {k: float(state.get(k, math.nan)) for k in self.plan.fluidic_columns}
 
-    def _check_image(self, position: str, image: ChannelImage) -> None:
-        got = image.image
-        if got.shape != self.plan.frame_shape or got.dtype != self.plan.dtype:
-            raise ValueError(
-                f"{img.frames_path(position, image.channel)}: frame {got.dtype}{list(got.shape)} "
-                f"does not match the declared {self.plan.dtype}{list(self.plan.frame_shape)} "
-                "(camera ROI, binning or pixel format changed after the plan was made)"
-            )
-
     def _append(
         self,
         position: str,
@@ -486,6 +501,14 @@ class Acquisition:
         t_frame_s: float,
         state: Mapping[str, float],
     ) -> None:
+        got = image.image
+        if got.shape != self.plan.frame_shape or got.dtype != self.plan.dtype:
+            raise ValueError(
+                f"{img.frames_path(position, image.channel)}: frame "
+                f"{got.dtype}{list(got.shape)} does not match the declared "
+                f"{self.plan.dtype}{list(self.plan.frame_shape)} "
+                "(camera ROI, binning or pixel format changed after the plan was made)"
+            )
         key = (position, image.channel)
         stage = image.stage_um
         row: dict[str, list[float]] = {
@@ -503,6 +526,130 @@ class Acquisition:
         }
         for name, value in state.items():
             row[name] = [value]
-        self.writer.append_frame(img.frames_path(*key), image.image)
+        self.writer.append_frame(img.frames_path(*key), got)
         self.writer.append_rows(img.meta_path(*key), row)
         self._counts[key] += 1
+
+
+class TimePoint:
+    """One time point of an :class:`Acquisition`, done step by step (see :meth:`step`).
+
+    Made by :meth:`Acquisition.start`. Each position is visited in turn: start the move,
+    poll until the stage stops (or :class:`~drivers.camera.roles.MoveTimeout`), then snap
+    its channels one per step.
+    """
+
+    def __init__(
+        self,
+        acquisition: Acquisition,
+        t_s: float,
+        state_of: Callable[[float], Mapping[str, float]],
+        positions: tuple[str, ...],
+        channels: tuple[str, ...],
+    ) -> None:
+        """Remember what to do; the clock starts at the first :meth:`step`."""
+        self._acq = acquisition
+        self.t_s = t_s
+        self._state_of = state_of
+        self.positions = positions
+        self.channels = channels
+        self._t0_clock_s: float | None = None
+        self._end_clock_s: float | None = None
+        self._position = 0
+        self._channel = 0
+        self._phase = "move"  # move -> wait -> snap -> (next position) move ... -> done
+        self._move_start_s = 0.0
+        self._stage_s = 0.0
+        self._frames = 0
+        self._state: dict[str, float] = {}
+
+    @property
+    def done(self) -> bool:
+        """Tell whether every position and channel was imaged."""
+        return self._phase == "done"
+
+    def _run_time_s(self, clock_s: float) -> float:
+        assert self._t0_clock_s is not None
+        return self.t_s + (clock_s - self._t0_clock_s)
+
+    def step(self) -> float | None:
+        """Do the next piece of work; return the delay before the next step, None when done.
+
+        A step starts a move, polls a moving stage, or snaps one channel (one exposure);
+        none waits on the clock.
+
+        Raises:
+            drivers.camera.roles.MoveTimeout: the stage is still moving after
+                ``move_timeout_s`` (it is stopped first).
+            ValueError: a frame whose shape or dtype differs from the plan.
+            drivers.errors.DeviceError: a camera or stage fault.
+        """
+        acq = self._acq
+        clock = acq.clock
+        if self._t0_clock_s is None:
+            self._t0_clock_s = clock.now_s()
+        if self._phase == "done":
+            return None
+        position = self.positions[self._position]
+        if self._phase == "move":
+            self._move_start_s = clock.now_s()
+            acq.microscope.start_move(position)
+            self._phase = "wait"
+            return 0.0
+        if self._phase == "wait":
+            now_s = clock.now_s()
+            if acq.microscope.is_moving():
+                if now_s - self._move_start_s >= acq.move_timeout_s:
+                    acq.microscope.stage.stop()
+                    raise MoveTimeout(
+                        acq.microscope.stage.name,
+                        f"still moving to {position!r} after {acq.move_timeout_s:g} s",
+                    )
+                return acq.poll_s
+            self._stage_s += now_s - self._move_start_s
+            self._phase = "snap"
+            self._channel = 0
+        channel = self.channels[self._channel]
+        (image,) = acq.microscope.acquire([channel], position=position)
+        t_frame_s = self._run_time_s(image.t_s)
+        if self._channel == 0:
+            self._state = acq._check_state(self._state_of(t_frame_s))
+        acq._append(position, image, self.t_s, t_frame_s, self._state)
+        self._frames += 1
+        self._channel += 1
+        if self._channel < len(self.channels):
+            return 0.0
+        self._position += 1
+        if self._position < len(self.positions):
+            self._phase = "move"
+            return 0.0
+        self._phase = "done"
+        self._end_clock_s = clock.now_s()
+        return None
+
+    def summary(self) -> AcquisitionSummary:
+        """Return what was done so far (all of it once :attr:`done`)."""
+        if self._t0_clock_s is None:
+            elapsed_s = 0.0
+        else:
+            end_s = self._end_clock_s if self._end_clock_s is not None else self._acq.clock.now_s()
+            elapsed_s = end_s - self._t0_clock_s
+        return AcquisitionSummary(
+            frames=self._frames,
+            positions=self.positions[: self._position],
+            stage_s=self._stage_s,
+            elapsed_s=elapsed_s,
+        )
+
+
+def _subset(kind: str, names: Sequence[str] | None, plan: tuple[str, ...]) -> tuple[str, ...]:
+    if names is None:
+        return plan
+    if isinstance(names, str):
+        names = [names]
+    outside = [n for n in names if n not in plan]
+    if outside:
+        raise ValueError(f"{kind}s {outside} are not in the imaging plan {list(plan)}")
+    if not names:
+        raise ValueError(f"no {kind}s to image")
+    return tuple(names)

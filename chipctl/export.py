@@ -14,7 +14,7 @@ only some channels), OME's single T axis cannot line them up: that position is w
 one file per channel, ``DIR/<position>_<channel>.ome.tif``.
 
 File names come from position and channel names made safe: every character outside
-``A-Z a-z 0-9 . _ -`` becomes ``_``, leading and trailing dots and underscores are dropped,
+``A-Z a-z 0-9 . _ -`` becomes ``_``, leading and trailing ``.``, ``_`` and ``-`` are dropped,
 and the resolved path must lie directly in ``DIR``, so a name such as ``../x`` or ``C:\\x``
 (from a hand-edited or foreign file) can never write outside it. Existing files are not
 overwritten unless asked.
@@ -54,13 +54,13 @@ def safe_file_stem(name: str) -> str:
     """Return ``name`` as a file-name stem that cannot leave its directory.
 
     Characters outside ``A-Z a-z 0-9 . _ -`` (path separators included) become ``_``;
-    leading and trailing dots and underscores are dropped (so ``..`` and hidden names
-    vanish); Windows device names (``CON``, ``NUL``...) get a leading ``_``.
+    leading and trailing dots, underscores and dashes are dropped (so ``..``, hidden names
+    and option-like names vanish); Windows device names (``CON``, ``NUL``...) get a leading ``_``.
 
     Raises:
         InputError: nothing usable is left (e.g. ``".."``).
     """
-    stem = _UNSAFE.sub("_", name).strip("._")
+    stem = _UNSAFE.sub("_", name).strip("._-")
     if not stem:
         raise InputError(f"name {name!r} gives no usable file name")
     if stem.split(".")[0].upper() in _WINDOWS_RESERVED:
@@ -174,7 +174,7 @@ def _write(
         values = per_plane(column)
         if values is not None:
             plane[key] = values
-            plane[f"{key}Unit"] = units
+            plane[f"{key}Unit"] = [units] * len(values)
     metadata: dict[str, Any] = {
         "axes": "TCYX",
         "Name": position,
@@ -207,3 +207,6 @@ def _write(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write ({exc})") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from chipctl.config import LINK_FAULTS, DeviceConfig, InstrumentConfig
 from chipctl.errors import ConfigError
+from chipctl.microscope import MicroscopeDevice, MicroscopeSetup
 from chipctl.units import CONCENTRATION, DURATION, UnitError, parse_quantity
 from drivers.clock import Clock
 from drivers.roles import FlowSensor, Syringe, SyringePump, Valve
@@ -48,7 +49,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Device = SyringePump | Valve | FlowSensor
+Device = SyringePump | Valve | FlowSensor | MicroscopeDevice
 
 #: The pseudo-device name of the simulated chip in fault schedules and telemetry.
 CHIP = "chip"
@@ -235,8 +236,75 @@ def _build_sensirion(cfg: DeviceConfig, transport: Transport, clock: Clock) -> D
     )
 
 
+def _unbuildable(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+    raise ConfigError("", f"devices.{cfg.name}.driver", "is built by the rig assembly itself")
+
+
+#: Default exposure of each simulated channel preset.
+SIM_CHANNEL_EXPOSURE = {"brightfield": "2 ms", "live": "20 ms", "dead": "200 ms"}
+
+
+def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> MicroscopeDevice:
+    """The simulated microscope over the simulated chip: camera, stage, channel lights."""
+    from drivers.camera.rendered import ChannelLight, RenderedCamera, RenderedStage
+    from drivers.camera.roles import ChannelPreset, Microscope, StagePosition
+
+    if bench is None:
+        message = "the simulated microscope needs the simulated chip (pumps feeding inlets)"
+        raise ConfigError("", f"devices.{cfg.name}", message)
+    scope = bench.microscope
+    binning = _positive_int(cfg, "binning", 2)
+    width_um, height_um = scope.field_of_view_um()
+    sensor_px = (round(height_um / scope.pixel_size_um), round(width_um / scope.pixel_size_um))
+    if sensor_px[0] % binning or sensor_px[1] % binning:
+        raise ConfigError("", f"devices.{cfg.name}.binning", f"must divide {sensor_px}")
+
+    def sync() -> None:
+        bench.world.advance_to(clock.now_s())
+
+    camera = RenderedCamera(scope, clock=clock, name=f"{cfg.name}-camera", sync=sync)
+    stage = RenderedStage(scope, name=f"{cfg.name}-stage", speed_um_s=5000.0, clock=clock)
+    exposures = cfg.options.get("channels", SIM_CHANNEL_EXPOSURE)
+    if not isinstance(exposures, dict) or not exposures:
+        message = 'must be a table of channel = exposure, e.g. { brightfield = "20 ms" }'
+        raise ConfigError("", f"devices.{cfg.name}.channels", message)
+    presets: list[ChannelPreset] = []
+    lights: list[ChannelLight] = []
+    for channel, text in exposures.items():
+        try:
+            exposure_ms = parse_quantity(text, DURATION) * 1000.0
+            light = ChannelLight(camera, channel, name=f"{cfg.name}-{channel}")
+        except (UnitError, ValueError) as exc:
+            raise ConfigError("", f"devices.{cfg.name}.channels.{channel}", str(exc)) from None
+        lights.append(light)
+        presets.append(ChannelPreset(channel, exposure_ms, None, light))
+    positions = {
+        f"chamber {k}": StagePosition(x, y, z)
+        for k, (x, y, z) in enumerate(scope.chamber_positions_um(), start=1)
+    }
+    microscope = Microscope(
+        name=cfg.name,
+        camera=camera,
+        stage=stage,
+        clock=clock,
+        channels=presets,
+        positions=positions,
+    )
+    setup = MicroscopeSetup(
+        binning=binning,
+        frame_shape=(sensor_px[0] // binning, sensor_px[1] // binning),
+        pixel_size_um=scope.pixel_size_um * binning,
+        magnification=getattr(scope.objective, "magnification", None),
+        objective=str(scope.objective),
+    )
+    return MicroscopeDevice(name=cfg.name, microscope=microscope, setup=setup, lights=lights)
+
+
 #: driver name in the config -> how to build it
 DRIVERS: dict[str, DriverSpec] = {
+    "sim-microscope": DriverSpec(
+        "microscope", _unbuildable, "microscope", frozenset({"binning", "channels"})
+    ),
     "harvard": DriverSpec("pump", _build_harvard, "harvard", _PUMP_WIRING),
     "newera": DriverSpec(
         "pump", _build_newera, "newera", _PUMP_WIRING | {"safe_mode", "safe_timeout"}
@@ -289,6 +357,10 @@ class Rig:
     def simulated(self) -> bool:
         """Tell whether every device is emulated."""
         return self.config.simulated
+
+    def microscopes(self) -> dict[str, MicroscopeDevice]:
+        """Return the microscopes by name."""
+        return {n: d for n, d in self.devices.items() if isinstance(d, MicroscopeDevice)}
 
     def pumps(self) -> dict[str, SyringePump]:
         """Return the syringe pumps by name."""
@@ -527,6 +599,9 @@ def build_emulators(
         if emulator_name == "sensirion-scc1":
             sensors.append((link, _one_device(emulator_name, cfgs, config.source)))
             continue
+        if emulator_name == "microscope":
+            _one_device(emulator_name, cfgs, config.source)
+            continue  # not a serial device: built over the chip by build_rig
         try:
             emulators[link] = _make_emulator(world, emulator_name, cfgs, config.source)
         except ConfigError as exc:
@@ -563,6 +638,14 @@ def build_rig(config: InstrumentConfig, *, clock: Clock, seed: int = 0) -> Rig:
         world, emulators, bench = build_emulators(config, seed=seed, start_s=clock.now_s())
     rig = Rig(config, clock, {}, {}, {}, world, emulators, bench)
     for link, cfgs in _links(config).items():
+        if _spec(cfgs[0], config.source).role == "microscope":
+            cfg = cfgs[0]
+            try:
+                rig.devices[cfg.name] = _build_sim_microscope(cfg, bench, clock)
+            except ConfigError as exc:
+                raise ConfigError(config.source, exc.where, exc.message) from None
+            rig.roles[cfg.name] = "microscope"
+            continue
         if config.simulated:
             inner: Transport = EmulatorTransport(emulators[link], clock, name=link)
         else:

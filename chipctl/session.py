@@ -55,7 +55,11 @@ def telemetry_spec(rig: Rig) -> dict[str, dict[str, str]]:
     A simulated rig with a chip also gets a ``chip`` table: the simulator's ground truth
     (pressures, flows, chamber concentrations) that no instrument on a real bench measures.
     """
-    spec = {name: dict(TELEMETRY_UNITS[rig.roles[name]]) for name in rig.devices}
+    spec = {
+        name: dict(TELEMETRY_UNITS[rig.roles[name]])
+        for name in rig.devices
+        if rig.roles[name] in TELEMETRY_UNITS
+    }
     if rig.bench is not None:
         spec[CHIP] = dict(rig.bench.truth_units())
     return spec
@@ -130,6 +134,8 @@ class Session:
         self._lost: set[str] = set()
         self._alarms: dict[str, str] = {}
         self.last_status: dict[str, PumpStatus] = {}
+        #: The latest telemetry of each device (what the run file got last).
+        self.last_values: dict[str, dict[str, float]] = {}
 
     # -- time and events -------------------------------------------------------------
 
@@ -258,6 +264,8 @@ class Session:
         t_s = self.t_s()
         for name in self._connected:
             device = self.rig.devices[name]
+            if self.rig.roles[name] not in TELEMETRY_UNITS:
+                continue  # a microscope: its data are images, taken by the engine
             if name in self._lost:
                 try:
                     device.reconnect()
@@ -277,6 +285,7 @@ class Session:
             except DeviceError as exc:
                 self.event(name, "error", str(exc))
                 continue
+            self.last_values[name] = values
             self.recorder.telemetry(name, t_s, values)
         if self.rig.bench is not None:
             self.rig.world.advance_to(self.clock.now_s())

@@ -21,10 +21,13 @@ import logging
 import threading
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
+
+import numpy as np
 
 from chipctl.engine.scheduler import Scheduler
-from chipctl.errors import ChipctlError
-from chipctl.protocol.model import Protocol
+from chipctl.errors import ChipctlError, InputError
+from chipctl.protocol.model import ImageStep, Protocol
 from chipctl.protocol.preflight import Preflight, preflight
 from chipctl.protocol.runner import StepRunner
 from chipctl.rig import Rig
@@ -93,6 +96,7 @@ class Run:
         self.recorder = recorder
         self.preflight: Preflight = preflight(protocol, rig)
         self.session = Session(rig, recorder)
+        self.acquisition = self._imaging(protocol, rig, recorder)
         self.scheduler = Scheduler(rig.clock)
         self._lock = threading.Lock()
         self._state = RunState.IDLE
@@ -101,6 +105,71 @@ class Run:
         self._abort_reason: str | None = None
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+
+    # -- imaging -------------------------------------------------------------------
+
+    def _imaging(self, protocol: Protocol, rig: Rig, recorder: Recorder) -> Any:
+        """Plan the run's images and declare their stacks in the run file (before it opens)."""
+        steps = [s for s in protocol.steps if isinstance(s, ImageStep)]
+        if not steps:
+            return None
+        from chipctl.acquisition import Acquisition, ImagingPlan
+
+        (device,) = rig.microscopes().values()  # preflight checked there is exactly one
+        scope = device.microscope
+        wanted_positions = {p for s in steps for p in (s.positions or scope.position_names())}
+        wanted_channels = {c for s in steps for c in s.channels}
+        if not hasattr(recorder, "declare_frames"):
+            raise InputError("image steps need a run file to store their frames")
+        plan = ImagingPlan(
+            positions=tuple(p for p in scope.position_names() if p in wanted_positions),
+            channels=tuple(c for c in scope.channel_names() if c in wanted_channels),
+            frame_shape=device.setup.frame_shape,
+            dtype=np.dtype(np.uint16),
+            fluidic_columns=self._fluidic_columns(),
+            pixel_size_um=device.setup.pixel_size_um,
+            objective=device.setup.objective,
+            magnification=device.setup.magnification,
+        )
+        acquisition = Acquisition(scope, plan, recorder, clock=rig.clock)  # type: ignore[arg-type]
+        acquisition.declare()
+        return acquisition
+
+    def _fluidic_columns(self) -> dict[str, str]:
+        """Name the fluidic quantities stored with every frame: pump and flow readings.
+
+        On a simulated rig the concentration each chamber is receiving is added from the
+        simulator's ground truth (``sim_`` columns: no instrument measures it).
+        """
+        columns: dict[str, str] = {}
+        for name, role in self.rig.roles.items():
+            if role == "pump":
+                columns[f"{name}_rate_ul_min"] = "uL/min"
+                columns[f"{name}_delivered_ul"] = "uL"
+            elif role == "flow":
+                columns[f"{name}_flow_ul_min"] = "uL/min"
+        if self.rig.bench is not None:
+            for quantity, units in self.rig.bench.truth_units().items():
+                if quantity.startswith("c_"):
+                    columns[f"sim_{quantity}"] = units
+        return columns
+
+    def _fluidic_state(self, t_s: float) -> dict[str, float]:
+        """Return the fluidic quantities now (latest telemetry; truth read afresh)."""
+        state: dict[str, float] = {}
+        for name, values in self.session.last_values.items():
+            role = self.rig.roles.get(name)
+            if role == "pump":
+                state[f"{name}_rate_ul_min"] = values["rate_ul_min"]
+                state[f"{name}_delivered_ul"] = values["delivered_ul"]
+            elif role == "flow":
+                state[f"{name}_flow_ul_min"] = values["flow_ul_min"]
+        if self.rig.bench is not None:
+            self.rig.world.advance_to(self.rig.clock.now_s())
+            for quantity, value in self.rig.bench.truth().items():
+                if quantity.startswith("c_"):
+                    state[f"sim_{quantity}"] = value
+        return state
 
     # -- thread-safe surface ---------------------------------------------------------
 
@@ -180,7 +249,13 @@ class Run:
                 self.scheduler.request_stop()
 
             runner = StepRunner(
-                self.protocol, self.session, self.scheduler, on_step=self._on_step, on_done=finished
+                self.protocol,
+                self.session,
+                self.scheduler,
+                on_step=self._on_step,
+                on_done=finished,
+                acquisition=self.acquisition,
+                fluidic_state=self._fluidic_state,
             )
             if self._abort_reason is None:
                 runner.start()

@@ -8,7 +8,7 @@ The file format (documented in the README)::
 
     [[step]]
     name = "perfuse"          # optional
-    action = "infuse"         # infuse | withdraw | wait | stop | valve
+    action = "infuse"         # infuse | withdraw | wait | stop | valve | image
     pump = "medium"
     rate = "2 uL/min"
     duration = "24 h"         # or volume = "150 uL"
@@ -29,6 +29,7 @@ from typing import Any
 from chipctl.errors import ProtocolError
 from chipctl.protocol.catalog import resolve_protocol
 from chipctl.protocol.model import (
+    ImageStep,
     Protocol,
     PumpStep,
     Step,
@@ -149,6 +150,60 @@ def _valve_step(ctx: _StepContext, table: dict[str, Any]) -> Step:
     return ValveStep(ctx.info, valve, position.strip() if isinstance(position, str) else position)
 
 
+#: Most time points one image step may schedule (a week hourly is 169).
+MAX_TIME_POINTS = 10_000
+
+
+def _names(ctx: _StepContext, table: dict[str, Any], field: str) -> tuple[str, ...]:
+    value = table[field]
+    if not isinstance(value, list) or not value:
+        raise ctx.error("must be a non-empty list of names", field)
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        raise ctx.error("every entry must be a non-empty string", field)
+    names = tuple(v.strip() for v in value)
+    if len(set(names)) != len(names):
+        raise ctx.error("names must not repeat", field)
+    return names
+
+
+def _image_step(ctx: _StepContext, table: dict[str, Any]) -> Step:
+    _check_keys(ctx, table, {"action", "name", "positions", "channels", "every", "duration", "at"})
+    if "positions" not in table:
+        raise ctx.error('missing (a list of position names, or "all")', "positions")
+    positions = None if table["positions"] == "all" else _names(ctx, table, "positions")
+    if "channels" not in table:
+        raise ctx.error("missing", "channels")
+    channels = _names(ctx, table, "channels")
+    if "at" in table:
+        if "every" in table or "duration" in table:
+            raise ctx.error("give either 'at' or 'every' with 'duration', not both", "at")
+        at = table["at"]
+        if not isinstance(at, list) or not at:
+            raise ctx.error('must be a non-empty list of times such as ["0 h", "24 h"]', "at")
+        times: list[float] = []
+        for text in at:
+            try:
+                times.append(parse_quantity(text, DURATION))
+            except UnitError as exc:
+                raise ctx.error(str(exc), "at") from None
+        if any(t < 0 for t in times):
+            raise ctx.error("times must not be negative", "at")
+        times_s = tuple(sorted(set(times)))
+    else:
+        for field in ("every", "duration"):
+            if field not in table:
+                raise ctx.error("missing (or give 'at' instead)", field)
+        every_s = _quantity(ctx, table, "every", DURATION)
+        duration_s = _quantity(ctx, table, "duration", DURATION)
+        count = int(duration_s / every_s + 1e-9) + 1
+        if count > MAX_TIME_POINTS:
+            raise ctx.error(f"{count} time points; at most {MAX_TIME_POINTS}", "every")
+        times_s = tuple(i * every_s for i in range(count))
+    if len(times_s) > MAX_TIME_POINTS:
+        raise ctx.error(f"{len(times_s)} time points; at most {MAX_TIME_POINTS}", "at")
+    return ImageStep(ctx.info, positions, channels, times_s)
+
+
 #: action name -> step builder
 ACTIONS: dict[str, Callable[[_StepContext, dict[str, Any]], Step]] = {
     "infuse": _pump_step(PumpDirection.INFUSE),
@@ -156,6 +211,7 @@ ACTIONS: dict[str, Callable[[_StepContext, dict[str, Any]], Step]] = {
     "wait": _wait_step,
     "stop": _stop_step,
     "valve": _valve_step,
+    "image": _image_step,
 }
 
 

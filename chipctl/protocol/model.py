@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from drivers.roles import PumpDirection
 
-__all__ = ["Protocol", "PumpStep", "Step", "StepInfo", "StopStep", "ValveStep", "WaitStep"]
+__all__ = [
+    "ImageStep",
+    "Protocol",
+    "PumpStep",
+    "Step",
+    "StepInfo",
+    "StopStep",
+    "ValveStep",
+    "WaitStep",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +108,32 @@ class ValveStep:
     position: int | str
 
 
-Step = PumpStep | WaitStep | StopStep | ValveStep
+@dataclass(frozen=True, slots=True)
+class ImageStep:
+    """Image positions in channels on a schedule, alongside the steps that follow.
+
+    The step starts the schedule and the protocol goes on at once; the run ends only
+    when every schedule has taken its last time point.
+
+    Args:
+        info: where the step came from.
+        positions: the named positions to visit, or None for every chamber.
+        channels: the channel presets to acquire at each position.
+        times_s: when to image, in seconds after the step starts (sorted, first may be 0).
+    """
+
+    info: StepInfo
+    positions: tuple[str, ...] | None
+    channels: tuple[str, ...]
+    times_s: tuple[float, ...]
+
+    @property
+    def duration_s(self) -> float:
+        """Return when the last time point is taken, after the step starts."""
+        return self.times_s[-1]
+
+
+Step = PumpStep | WaitStep | StopStep | ValveStep | ImageStep
 
 
 @dataclass(frozen=True)

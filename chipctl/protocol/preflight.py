@@ -12,7 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chipctl.errors import ProtocolError
-from chipctl.protocol.model import Protocol, PumpStep, Step, StopStep, ValveStep, WaitStep
+from chipctl.protocol.model import (
+    ImageStep,
+    Protocol,
+    PumpStep,
+    Step,
+    StopStep,
+    ValveStep,
+    WaitStep,
+)
 from chipctl.rig import Rig
 from drivers.roles import PumpDirection, SyringePump
 
@@ -28,12 +36,16 @@ class Preflight:
         infused_ul: volume each pump infuses.
         withdrawn_ul: volume each pump withdraws.
         step_start_s: predicted start time of each step.
+        frames: number of images the protocol takes.
+        image_bytes: the size of those images, uncompressed.
     """
 
     duration_s: float
     infused_ul: dict[str, float] = field(default_factory=dict)
     withdrawn_ul: dict[str, float] = field(default_factory=dict)
     step_start_s: tuple[float, ...] = ()
+    frames: int = 0
+    image_bytes: int = 0
 
 
 def _error(protocol: Protocol, step: Step, field_name: str, message: str) -> ProtocolError:
@@ -59,6 +71,30 @@ def _pump(protocol: Protocol, rig: Rig, step: PumpStep | StopStep) -> SyringePum
     return device
 
 
+def _check_image(protocol: Protocol, rig: Rig, step: ImageStep) -> tuple[int, int]:
+    """Check an image step against the rig's microscope; return (frames, bytes)."""
+    scopes = rig.microscopes()
+    if len(scopes) != 1:
+        found = "none" if not scopes else ", ".join(scopes)
+        message = f"needs exactly one microscope on the rig (found: {found})"
+        raise _error(protocol, step, "action", message)
+    (device,) = scopes.values()
+    known_positions = device.microscope.position_names()
+    for position in step.positions or ():
+        if position not in known_positions:
+            message = f"no position {position!r} (positions: {', '.join(known_positions)})"
+            raise _error(protocol, step, "positions", message)
+    known_channels = device.microscope.channel_names()
+    for channel in step.channels:
+        if channel not in known_channels:
+            message = f"no channel {channel!r} (channels: {', '.join(known_channels)})"
+            raise _error(protocol, step, "channels", message)
+    n_positions = len(step.positions) if step.positions else len(known_positions)
+    frames = len(step.times_s) * n_positions * len(step.channels)
+    height, width = device.setup.frame_shape
+    return frames, frames * height * width * 2
+
+
 def preflight(protocol: Protocol, rig: Rig) -> Preflight:
     """Check ``protocol`` against ``rig`` and predict what it does.
 
@@ -70,6 +106,8 @@ def preflight(protocol: Protocol, rig: Rig) -> Preflight:
     infused: dict[str, float] = {}
     withdrawn: dict[str, float] = {}
     starts: list[float] = []
+    frames = 0
+    image_bytes = 0
     for step in protocol.steps:
         starts.append(now_s)
         match step:
@@ -118,6 +156,12 @@ def preflight(protocol: Protocol, rig: Rig) -> Preflight:
                     rig.valve_position(step.valve, step.position)
                 except ValueError as exc:
                     raise _error(protocol, step, "position", str(exc)) from None
+            case ImageStep():
+                step_frames, step_bytes = _check_image(protocol, rig, step)
+                frames += step_frames
+                image_bytes += step_bytes
+                key = f"image:{step.info.index}"
+                busy_until_s[key] = now_s + step.duration_s
             case StopStep():
                 _pump(protocol, rig, step)
                 end_s = busy_until_s.get(step.pump, 0.0)
@@ -129,4 +173,6 @@ def preflight(protocol: Protocol, rig: Rig) -> Preflight:
         infused_ul=infused,
         withdrawn_ul=withdrawn,
         step_start_s=tuple(starts),
+        frames=frames,
+        image_bytes=image_bytes,
     )

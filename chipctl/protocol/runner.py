@@ -8,13 +8,27 @@ stall or alarm during the step fails the run. All device I/O happens on the engi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from chipctl.engine.scheduler import Scheduler
-from chipctl.protocol.model import Protocol, PumpStep, Step, StopStep, ValveStep, WaitStep
+from chipctl.protocol.model import (
+    ImageStep,
+    Protocol,
+    PumpStep,
+    Step,
+    StopStep,
+    ValveStep,
+    WaitStep,
+)
 from chipctl.session import Session
 from drivers.errors import DeviceAlarm, TransportError
 from drivers.roles import PumpDirection, SyringePump
+
+if TYPE_CHECKING:
+    from chipctl.acquisition import Acquisition, TimePoint
 
 __all__ = ["StepRunner"]
 
@@ -30,12 +44,20 @@ LINK_GRACE_S = 60.0
 class StepRunner:
     """Runs the steps of ``protocol`` one after the other on ``scheduler``.
 
+    Image steps start a schedule of time points and the next step begins at once; the
+    time points run alongside, one at a time (a time point that comes due while another
+    is still imaging waits for it, and the delay is recorded). Each time point is driven
+    as start + poll on the scheduler, so telemetry and other steps go on while the
+    microscope moves. The protocol is done when the last step and every schedule are.
+
     Args:
         protocol: the protocol.
         session: the open session (devices, events).
         scheduler: the engine's scheduler.
         on_step: called with the index (0-based) of each step as it starts.
-        on_done: called once, when the last step has finished.
+        on_done: called once, when the last step and every image schedule have finished.
+        acquisition: takes the images (required if the protocol has image steps).
+        fluidic_state: the fluidic quantities recorded with every frame, at a run time.
     """
 
     def __init__(
@@ -46,6 +68,8 @@ class StepRunner:
         *,
         on_step: Callable[[int], None],
         on_done: Callable[[], None],
+        acquisition: Acquisition | None = None,
+        fluidic_state: Callable[[float], Mapping[str, float]] | None = None,
     ) -> None:
         """Prepare; :meth:`start` schedules the first step."""
         self.protocol = protocol
@@ -53,7 +77,14 @@ class StepRunner:
         self.scheduler = scheduler
         self._on_step = on_step
         self._on_done = on_done
+        self.acquisition = acquisition
+        self._fluidic_state = fluidic_state or (lambda t_s: {})
         self.current_index = -1
+        self._steps_done = False
+        self._schedules_left = 0
+        self._imaging = False
+        self._due: deque[tuple[ImageStep, int, float]] = deque()
+        self.frames_taken = 0
 
     def start(self) -> None:
         """Schedule the first step now."""
@@ -64,6 +95,11 @@ class StepRunner:
         if index + 1 < len(self.protocol.steps):
             self._run(index + 1)
         else:
+            self._steps_done = True
+            self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self._steps_done and self._schedules_left == 0 and not self._imaging:
             self._on_done()
 
     def _run(self, index: int) -> None:
@@ -87,6 +123,9 @@ class StepRunner:
             case StopStep():
                 self.session.pump(step.pump).stop()
                 self.session.event(step.pump, "command", "stop")
+                self._next(index)
+            case ImageStep():
+                self._start_schedule(step)
                 self._next(index)
 
     def _pump_step(self, index: int, step: PumpStep) -> None:
@@ -150,3 +189,67 @@ class StepRunner:
             )
             return
         self._next(index)
+
+    # -- imaging -------------------------------------------------------------------
+
+    def _start_schedule(self, step: ImageStep) -> None:
+        if self.acquisition is None:
+            raise RuntimeError("an image step needs an acquisition (no microscope set up)")
+        start_s = self.scheduler.clock.now_s()
+        self._schedules_left += 1
+        for number, offset_s in enumerate(step.times_s):
+            due_s = start_s + offset_s
+            self.scheduler.call_at(
+                due_s,
+                functools.partial(self._time_point_due, step, number, due_s),
+                name=f"{step.info.label()} time point {number + 1}",
+            )
+
+    def _time_point_due(self, step: ImageStep, number: int, due_s: float) -> None:
+        self._due.append((step, number, due_s))
+        if not self._imaging:
+            self._next_time_point()
+
+    def _next_time_point(self) -> None:
+        assert self.acquisition is not None
+        if not self._due:
+            self._imaging = False
+            self._maybe_done()
+            return
+        step, number, due_s = self._due.popleft()
+        self._imaging = True
+        late_s = self.scheduler.clock.now_s() - due_s
+        if late_s > 1.0:
+            self.session.event(
+                "imaging",
+                "late",
+                f"{step.info.label()} time point {number + 1} started {late_s:.0f} s late "
+                "(the previous time point was still imaging)",
+            )
+        point = self.acquisition.start(
+            self.session.t_s(),
+            self._fluidic_state,
+            positions=step.positions,
+            channels=step.channels,
+        )
+        self._drive(step, number, point)
+
+    def _drive(self, step: ImageStep, number: int, point: TimePoint) -> None:
+        delay_s = point.step()
+        if delay_s is not None:
+            self.scheduler.call_later(
+                delay_s, lambda: self._drive(step, number, point), name="imaging"
+            )
+            return
+        summary = point.summary()
+        self.frames_taken += summary.frames
+        self.session.event(
+            "imaging",
+            "time_point",
+            f"{step.info.label()} time point {number + 1}/{len(step.times_s)}: "
+            f"{summary.frames} frames at {len(summary.positions)} positions in "
+            f"{summary.elapsed_s:.1f} s",
+        )
+        if number + 1 == len(step.times_s):
+            self._schedules_left -= 1
+        self._next_time_point()

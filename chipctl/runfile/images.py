@@ -3,8 +3,8 @@
 Layout (written by :mod:`chipctl.acquisition`)::
 
     /images/<position>/<channel>        frames x height x width (uint8 or uint16, "ADU"),
-                                        one frame per chunk; attrs: units, and where the
-                                        writer supports them position, channel,
+                                        one frame per chunk; attrs: units, compression, and
+                                        where the writer supports them position, channel,
                                         pixel_size_um, objective, magnification,
                                         exposure_ms, bit_depth
     /images/<position>/<channel>_meta   a table (see :mod:`chipctl.runfile.layout`), one
@@ -16,13 +16,13 @@ stack ``/images/<p>/<c>``), so listing uses only :meth:`RunFile.tables`. A live 
 frames and rows are written separately, so a snapshot may hold a frame whose row is not
 flushed yet (or the reverse): :func:`read_stack` cuts both to the shorter.
 
-Frames compressed with LZ4 or Zstd need the ``hdf5plugin`` filters; this module imports
-``hdf5plugin`` when it is installed, so reading through it just works.
+Compressed frames (Blosc2-LZ4, :mod:`chipctl.runfile.framestore`) need the ``hdf5plugin``
+filters; this module loads them when ``hdf5plugin`` is installed, so reading through it just
+works.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,10 +31,10 @@ from typing import Any, Final
 import numpy as np
 
 from chipctl.runfile import layout
+from chipctl.runfile.framestore import register_filters
 from chipctl.runfile.reader import RunFile
 
-with contextlib.suppress(ImportError):  # registers the LZ4/Zstd HDF5 filters
-    import hdf5plugin  # noqa: F401
+register_filters()  # h5py can then decode compressed stacks (when hdf5plugin is installed)
 
 __all__ = [
     "ATTR_BIT_DEPTH",

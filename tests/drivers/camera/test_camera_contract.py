@@ -2,9 +2,10 @@
 
 Each backend is a *bench* from its vendor test module: a connected camera on the vendor's
 own emulator (pylon camera emulation, the Viky GenTL producer, pymmcore-plus UniMMCore with
-a pure-Python camera), plus ``starve()``, which makes frames stop coming in the way that
-backend can (a trigger that never comes, or Viky's 1 fps), and ``close()``. A backend
-whose SDK is missing is skipped, not failed.
+a pure-Python camera; the simulator's SimMicroscope behind ``RenderedCamera``), plus
+``starve()``, which makes frames stop coming in the way that backend can (a trigger that
+never comes, or Viky's 1 fps), and ``close()``. A backend whose SDK is missing is skipped,
+not failed.
 
 Features a device lacks are part of the contract too: the call must raise
 :class:`UnsupportedFeature`, so each test checks one branch or the other.
@@ -54,10 +55,17 @@ def _mmcore() -> Any:
     return MMBench()
 
 
+def _rendered() -> Any:
+    from .test_rendered import RenderedBench
+
+    return RenderedBench()
+
+
 BACKENDS: dict[str, Callable[[], Any]] = {
     "basler-camemu": _basler,
     "genicam-viky": _genicam,
     "mmcore-unicore": _mmcore,
+    "rendered-sim": _rendered,
 }
 
 
