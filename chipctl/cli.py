@@ -85,6 +85,20 @@ def _build_parser() -> _Parser:
         description="List the built-in protocols with their descriptions.",
     )
 
+    export = commands.add_parser(
+        "export",
+        help="export a run's images (OME-TIFF)",
+        description=(
+            "Export the images of a run file: one OME-TIFF per position, channels and time "
+            "points as C and T, with physical pixel sizes, channel names and times."
+        ),
+    )
+    export.add_argument("run", metavar="RUN.h5", type=Path, help="the run file")
+    export.add_argument(
+        "--ome-tiff", metavar="DIR", type=Path, required=True, help="folder to write into"
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace existing files")
+
     devices = commands.add_parser("devices", help="device tools", description="Device tools.")
     device_commands = devices.add_subparsers(
         dest="devices_command", metavar="COMMAND", parser_class=_Parser
@@ -246,11 +260,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     protocol, pre = api.check_protocol(args.protocol, cfg)
     print(f"{protocol.source}: OK: {protocol.name}, {len(protocol.steps)} steps on {cfg.name}")
     print(f"  duration: {format_duration(pre.duration_s)}")
+    if pre.frames:
+        print(f"  images: {pre.frames} frames, {pre.image_bytes / 1e9:.2f} GB uncompressed")
     for name in sorted(set(pre.infused_ul) | set(pre.withdrawn_ul)):
         print(
             f"  {name}: infuses {pre.infused_ul.get(name, 0.0):g} uL, "
             f"withdraws {pre.withdrawn_ul.get(name, 0.0):g} uL"
         )
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from chipctl.export import export_ome_tiff
+
+    for path in export_ome_tiff(args.run, args.ome_tiff, overwrite=args.overwrite):
+        print(path)
     return EXIT_OK
 
 
@@ -325,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _cmd_run,
         "check": _cmd_check,
         "protocols": _cmd_protocols,
+        "export": _cmd_export,
     }
     try:
         if args.command == "devices":

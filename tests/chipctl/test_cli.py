@@ -128,3 +128,21 @@ def test_protocols_lists_builtins(chipctl_cmd):
     proc = _run(chipctl_cmd, "protocols")
     assert proc.returncode == 0
     assert "perfusion-check" in proc.stdout
+
+
+def test_export_writes_ome_tiffs_and_refuses_a_missing_run(chipctl_cmd, tmp_path):
+    protocol = tmp_path / "img.toml"
+    protocol.write_text(
+        '[protocol]\nname = "img"\n\n[[step]]\naction = "image"\npositions = ["chamber 1"]\n'
+        'channels = ["brightfield", "live"]\nat = ["0 h", "1 h"]\n'
+    )
+    run = tmp_path / "img.h5"
+    proc = _run(chipctl_cmd, "run", str(protocol), "--sim", "--out", str(run), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    proc = _run(chipctl_cmd, "export", str(run), "--ome-tiff", str(tmp_path / "ome"))
+    assert proc.returncode == 0, proc.stderr
+    written = proc.stdout.split()
+    assert written and all(path.endswith(".ome.tif") for path in written)
+    proc = _run(chipctl_cmd, "export", str(tmp_path / "nope.h5"), "--ome-tiff", str(tmp_path))
+    assert proc.returncode == 1
+    assert "no such file" in _one_line_error(proc)
