@@ -6,7 +6,7 @@ import pytest
 
 import chipctl
 from chipctl.api import run_protocol
-from chipctl.config import reference_rig_config
+from chipctl.config import parse_config, reference_rig_config
 from chipctl.engine.run import Run, RunState
 from chipctl.errors import ProtocolError
 from chipctl.protocol.loader import parse_protocol
@@ -220,3 +220,28 @@ def test_faults_are_refused_on_hardware_and_checked_on_simulators():
         parse_config(hw + '[[fault]]\ndevice = "m"\nkind = "garble"\nat = "1 h"\n', "hw.toml")
     with pytest.raises(ConfigError, match=r"fault\[1\].kind: .*no fault 'explode'"):
         _faulty_rig('[[fault]]\ndevice = "medium"\nkind = "explode"\nat = "1 h"\n')
+
+
+def test_the_engine_heartbeat_keeps_the_safe_mode_watchdog_quiet(monkeypatch):
+    """The reference rig's New Era runs in safe mode: silence for 10 s stops it."""
+    text = DAY.replace('pump = "medium"', 'pump = "drug"').replace('"24 h"', '"2 h"')
+    rig = build_rig(reference_rig_config(), clock=VirtualClock())
+    assert rig.devices["drug"].heartbeat_period_s is not None
+    recorder = MemoryRecorder()
+    assert Run(parse_protocol(text, "hb.toml"), rig, recorder).run() is RunState.COMPLETED
+    assert not any(e[1] == "drug" and e[2] == "alarm" for e in recorder.events)
+
+    # the same run with the heartbeat switched off and slow telemetry: the watchdog trips
+    from chipctl.session import Session
+
+    monkeypatch.setattr(Session, "heartbeat", lambda self: None)
+    config = parse_config(
+        reference_rig_config().text.replace(
+            'telemetry_period = "10 s"', 'telemetry_period = "60 s"'
+        ),
+        "slow.toml",
+    )
+    rig = build_rig(config, clock=VirtualClock())
+    recorder = MemoryRecorder()
+    assert Run(parse_protocol(text, "hb.toml"), rig, recorder).run() is RunState.FAILED
+    assert any(e[1] == "drug" and e[2] == "alarm" and "watchdog" in e[3] for e in recorder.events)
