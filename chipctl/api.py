@@ -38,6 +38,10 @@ __all__ = [
     "run_protocol",
 ]
 
+#: Fastest scaled clock: beyond it, a stall of the engine thread of a few ms (GIL, disk)
+#: is simulated seconds, and a safe-mode watchdog (10 s) can expire between heartbeats
+#: (seen at 1000x).
+MAX_SPEED = 100.0
 #: How often (real time) the waiting caller is given a status snapshot.
 STATUS_INTERVAL_S = 0.2
 
@@ -93,8 +97,11 @@ def make_clock(
     if speed is not None:
         if not config.simulated:
             raise InputError("--speed only applies to the simulated rig")
-        if not speed > 0:
-            raise InputError(f"--speed must be > 0, got {speed:g}")
+        if not 0 < speed <= MAX_SPEED:
+            raise InputError(
+                f"--speed must be > 0 and at most {MAX_SPEED:g}, got {speed:g}; for fast "
+                "runs use the virtual clock (the default), which never outruns the engine"
+            )
         return ScaledClock(speed)
     if realtime or not config.simulated:
         return RealClock()

@@ -391,11 +391,7 @@ class Rig:
 
     def emulator_of(self, device: str) -> Any:
         """Return the emulator behind ``device`` (the pump itself on a shared bus)."""
-        emulator = self.emulators[self.config.devices[device].link]
-        pumps = getattr(emulator, "pumps", None)
-        if isinstance(pumps, dict):  # a daisy-chain bus: the addressed pump
-            return pumps[_int_address(self.config.devices[device], 0)]
-        return emulator
+        return _device_emulator(self.emulators, self.config, device)
 
     def inject_fault(self, device: str, fault: str) -> None:
         """Inject ``fault`` into ``device``'s emulator (or the chip) at the clock's now.
@@ -425,6 +421,15 @@ class Rig:
             setattr(link_emulator.faults, fault, True)
         else:
             getattr(emulator, fault)()
+
+
+def _device_emulator(emulators: dict[str, Any], config: InstrumentConfig, device: str) -> Any:
+    """Return the emulator of ``device``: its link's, or its own pump on a daisy-chain bus."""
+    emulator = emulators[config.devices[device].link]
+    pumps = getattr(emulator, "pumps", None)
+    if isinstance(pumps, dict):
+        return pumps[_int_address(config.devices[device], 0)]
+    return emulator
 
 
 def check_fault(emulator: Any, device: str, fault: str) -> None:
@@ -610,7 +615,9 @@ def build_emulators(
     for link, cfg in sensors:  # sensors read the chip, so they come after it
         emulators[link] = _make_sensor_emulator(world, cfg, bench, config.source)
     for number, fault in enumerate(config.faults, start=1):
-        target = bench if fault.device == CHIP else emulators[config.devices[fault.device].link]
+        target = (
+            bench if fault.device == CHIP else _device_emulator(emulators, config, fault.device)
+        )
         try:
             check_fault(target, fault.device, fault.kind)
         except ValueError as exc:

@@ -12,7 +12,7 @@ All device I/O happens on the thread that owns the session: the engine thread du
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from chipctl.rig import CHIP, Device, Rig
@@ -134,6 +134,10 @@ class Session:
         self._lost: set[str] = set()
         self._alarms: dict[str, str] = {}
         self.last_status: dict[str, PumpStatus] = {}
+        #: Called with (pump, alarm) when a pump reports a new alarm; the run engine fails
+        #: the run then (the safe default until protocol interlocks choose other actions).
+        self.on_pump_alarm: Callable[[str, str], None] | None = None
+        self._new_alarms: list[tuple[str, str]] = []
         #: The latest telemetry of each device (what the run file got last).
         self.last_values: dict[str, dict[str, float]] = {}
 
@@ -241,12 +245,14 @@ class Session:
             status = device.read_status()
             self.last_status[name] = status
             alarm = status.alarm or ("stall" if status.stalled else None)
-            if alarm and self._alarms.get(name) != alarm:
-                self.event(name, "alarm", alarm)
+            new = bool(alarm) and self._alarms.get(name) != alarm
             if alarm:
                 self._alarms[name] = alarm
             else:
                 self._alarms.pop(name, None)
+            if new and alarm:
+                self.event(name, "alarm", alarm)
+                self._new_alarms.append((name, alarm))
             return _pump_values(status)
         if isinstance(device, Valve):
             return {"position": float(device.read_position())}
@@ -290,6 +296,12 @@ class Session:
         if self.rig.bench is not None:
             self.rig.world.advance_to(self.clock.now_s())
             self.recorder.telemetry(CHIP, t_s, self.rig.bench.truth())
+        # reported after every device was read and recorded, so the callback (which may
+        # end the run) never leaves a device unread or an alarm unrecorded
+        alarms, self._new_alarms = self._new_alarms, []
+        if self.on_pump_alarm is not None:
+            for name, alarm in alarms:
+                self.on_pump_alarm(name, alarm)
 
     def heartbeat(self) -> None:
         """Keep every device's communication watchdog alive."""

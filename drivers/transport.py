@@ -65,6 +65,7 @@ def _port_errors() -> tuple[type[BaseException], ...]:
         errors.append(termios.error)
     return tuple(errors)
 
+
 #: Longest frame any supported device sends; a reader that got this many bytes without a
 #: complete frame is reading garbage and stops.
 MAX_FRAME_BYTES = 4096

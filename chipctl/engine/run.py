@@ -32,7 +32,7 @@ from chipctl.protocol.preflight import Preflight, preflight
 from chipctl.protocol.runner import StepRunner
 from chipctl.rig import Rig
 from chipctl.session import Recorder, Session
-from drivers.errors import DeviceError
+from drivers.errors import DeviceAlarm, DeviceError
 
 __all__ = ["Run", "RunState", "RunStatus"]
 
@@ -96,6 +96,7 @@ class Run:
         self.recorder = recorder
         self.preflight: Preflight = preflight(protocol, rig)
         self.session = Session(rig, recorder)
+        self.session.on_pump_alarm = self._pump_alarm
         self.acquisition = self._imaging(protocol, rig, recorder)
         self.scheduler = Scheduler(rig.clock)
         self._lock = threading.Lock()
@@ -105,6 +106,10 @@ class Run:
         self._abort_reason: str | None = None
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+
+    def _pump_alarm(self, pump: str, alarm: str) -> None:
+        """Fail the run on a pump alarm (stall, watchdog, reset...): pumps are then stopped."""
+        raise DeviceAlarm(pump, f"pump alarm during the run: {alarm}", alarm=alarm)
 
     # -- imaging -------------------------------------------------------------------
 

@@ -36,6 +36,10 @@ __all__ = ["StepRunner"]
 RECHECK_MAX_S = 10.0
 #: Shortest interval between such checks.
 RECHECK_MIN_S = 0.5
+#: How short of its target volume a pump step may end and still count as done: the larger
+#: of a fraction of the target (a Cavro moves in whole plunger increments) and a volume.
+SHORTFALL_REL = 0.01
+SHORTFALL_UL = 0.2
 #: How long a pump step tolerates not hearing from its pump before the run fails. The pump
 #: holds its own target volume and stops by itself, so a brief link loss is ridden out.
 LINK_GRACE_S = 60.0
@@ -85,6 +89,7 @@ class StepRunner:
         self._imaging = False
         self._due: deque[tuple[ImageStep, int, float]] = deque()
         self.frames_taken = 0
+        self._baseline_ul = 0.0
 
     def start(self) -> None:
         """Schedule the first step now."""
@@ -131,6 +136,10 @@ class StepRunner:
     def _pump_step(self, index: int, step: PumpStep) -> None:
         pump = self.session.pump(step.pump)
         volume_ul = step.target_volume_ul
+        before = pump.read_status()
+        baseline_ul = (
+            before.infused_ul if step.direction is PumpDirection.INFUSE else before.withdrawn_ul
+        )
         if step.direction is PumpDirection.INFUSE:
             pump.infuse(step.rate_ul_min, volume_ul)
         else:
@@ -144,6 +153,7 @@ class StepRunner:
             self._next(index)
             return
         started_s = self.scheduler.clock.now_s()
+        self._baseline_ul = baseline_ul
         self.scheduler.call_later(
             step.expected_duration_s,
             lambda: self._check_pump(index, step, pump, started_s),
@@ -188,6 +198,17 @@ class StepRunner:
                 name=step.info.label(),
             )
             return
+        moved_ul = (
+            status.infused_ul if step.direction is PumpDirection.INFUSE else status.withdrawn_ul
+        ) - self._baseline_ul
+        shortfall_ul = step.target_volume_ul - moved_ul
+        if shortfall_ul > max(SHORTFALL_REL * step.target_volume_ul, SHORTFALL_UL):
+            raise DeviceAlarm(
+                pump.name,
+                f"stopped after {moved_ul:.4g} of {step.target_volume_ul:.4g} uL "
+                f"during {step.info.label()}",
+                alarm="stopped_early",
+            )
         self._next(index)
 
     # -- imaging -------------------------------------------------------------------

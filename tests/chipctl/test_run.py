@@ -245,3 +245,30 @@ def test_the_engine_heartbeat_keeps_the_safe_mode_watchdog_quiet(monkeypatch):
     recorder = MemoryRecorder()
     assert Run(parse_protocol(text, "hb.toml"), rig, recorder).run() is RunState.FAILED
     assert any(e[1] == "drug" and e[2] == "alarm" and "watchdog" in e[3] for e in recorder.events)
+
+
+def test_a_pump_that_stops_short_of_its_target_fails_the_step():
+    # a power cut of the medium pump one hour into a two-hour infusion: it stops, silently
+    rig = _faulty_rig('[[fault]]\ndevice = "medium"\nkind = "power_on_reset"\nat = "1 h"\n')
+    recorder = MemoryRecorder()
+    text = DAY.replace('"24 h"', '"2 h"')
+    run = Run(parse_protocol(text, "cut.toml"), rig, recorder)
+    assert run.run() is RunState.FAILED
+    assert "stopped after" in run.status().message and "of 240 uL" in run.status().message
+
+
+def test_a_pump_alarm_in_a_background_step_fails_the_run():
+    # the drug pump runs alongside (wait = false) and stalls: the telemetry poll catches it
+    rig = _faulty_rig('[[fault]]\ndevice = "drug"\nkind = "inject_stall"\nat = "1 h"\n')
+    text = (
+        DAY.replace('pump = "medium"', 'pump = "drug"').replace(
+            'duration = "24 h"', 'duration = "3 h"\nwait = false'
+        )
+        + '\n[[step]]\naction = "wait"\nduration = "3 h"\n'
+    )
+    recorder = MemoryRecorder()
+    run = Run(parse_protocol(text, "bg.toml"), rig, recorder)
+    assert run.run() is RunState.FAILED
+    assert "pump alarm during the run" in run.status().message
+    failed_at = next(e[0] for e in recorder.events if e[1:3] == ("run", "failed"))
+    assert 3600 <= failed_at <= 3600 + 10 + 1  # within one telemetry period of the stall

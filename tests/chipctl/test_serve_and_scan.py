@@ -21,7 +21,10 @@ def served(chipctl_cmd):
         bufsize=0,
     )
     devices = {}
-    n_links = len({d.link for d in reference_rig_config().devices.values()})
+    # every serial link of the rig (the microscope is not a serial device)
+    n_links = len(
+        {d.link for d in reference_rig_config().devices.values() if d.driver != "sim-microscope"}
+    )
     try:
         # one line per emulated serial link: NAMES MODEL PATH
         data = b""

@@ -86,6 +86,8 @@ def test_every_driver_constructor_does_no_io():
     from drivers.testing import ScriptedTransport
 
     for name, spec in DRIVERS.items():
+        if spec.role == "microscope":
+            continue  # not built from a transport (chipctl.rig builds it over the chip)
         transport = ScriptedTransport([])
         cfg = DeviceConfig(
             name="dev", driver=name, link="sim://x/y", syringe=lookup_syringe("BD Plastipak 10 mL")
