@@ -67,13 +67,21 @@ from chipctl.runfile.framestore import Compression, FrameEncoder
 from chipctl.runfile.writer import RunFileWriter
 from drivers.clock import Clock, RealClock
 
-__all__ = ["FRAME_NUMBER_COLUMN", "FrameStream", "StreamCounters"]
+__all__ = [
+    "EVENT_FRAMES_DROPPED",
+    "EVENT_STREAM_CLOSED",
+    "FRAME_NUMBER_COLUMN",
+    "FrameStream",
+    "StreamCounters",
+]
 
 FRAME_NUMBER_COLUMN: Final = "frame_number"
 """Metadata column holding the 0-based offer number of each written frame."""
 
 EVENT_FRAMES_DROPPED: Final = "frames_dropped"
+"""Event kind of a drop report (a burst's count, and the total at close)."""
 EVENT_STREAM_CLOSED: Final = "stream_closed"
+"""Event kind of the counters recorded when a stream closes."""
 
 _DRAIN_POLL_S: Final = 0.05
 _STOP: Final = -1

@@ -105,6 +105,7 @@ class _Frames:
     units: str
     compression: Compression = Compression.NONE
     flush_every_frames: int | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 _STOP: Final = object()
@@ -293,6 +294,7 @@ class RunFileWriter:
         *,
         compression: Compression | str = Compression.NONE,
         flush_every_frames: int | None = None,
+        attrs: Mapping[str, str | int | float | bool] | None = None,
     ) -> None:
         """Declare an appendable stack of frames (one frame per chunk), created by :meth:`open`.
 
@@ -309,10 +311,14 @@ class RunFileWriter:
             flush_every_frames: also flush this stack (no fsync) every that many frames, so
                 live readers see frames before the next periodic file flush; None: only the
                 periodic flush.
+            attrs: more attributes of the stack (pixel size, channel...), written at
+                :meth:`open` beside ``units`` and ``compression``, which they may not replace
+                (attributes cannot be created safely once SWMR is on).
 
         Raises:
             RunFileError: the writer is already open.
-            ValueError: a bad or duplicate path, a bad shape, or an unavailable compression.
+            ValueError: a bad or duplicate path, a bad shape, an unavailable compression, or
+                a reserved or non-scalar attribute.
         """
         with self._lock:
             if self._state != "new":
@@ -324,6 +330,12 @@ class RunFileWriter:
             dataset_options(codec)  # fails now, not at open(), if its packages are missing
             if flush_every_frames is not None and flush_every_frames < 1:
                 raise ValueError(f"{path}: flush_every_frames must be >= 1")
+            extra = dict(attrs or {})
+            for key, value in extra.items():
+                if key in (layout.ATTR_UNITS, *describe(codec)):
+                    raise ValueError(f"{path}: attribute {key!r} is set by the writer")
+                if not isinstance(value, str | int | float | bool | np.generic):
+                    raise ValueError(f"{path}: attribute {key!r} is not a scalar: {value!r}")
             self._frames[path] = _Frames(
                 path,
                 tuple(int(n) for n in shape),
@@ -331,6 +343,7 @@ class RunFileWriter:
                 units,
                 codec,
                 flush_every_frames,
+                extra,
             )
 
     def _claim(self, path: str) -> str:
@@ -452,6 +465,7 @@ class RunFileWriter:
             )
             ds.attrs[layout.ATTR_UNITS] = frames.units
             ds.attrs.update(describe(frames.compression))
+            ds.attrs.update(frames.attrs)
 
     def close(self, status: str, ended_utc: str) -> None:
         """Drain and flush, end SWMR, then record the final ``status`` and ``ended_utc``.

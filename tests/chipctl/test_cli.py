@@ -96,6 +96,8 @@ def test_missing_serial_port_fails_with_one_line_and_a_run_file(chipctl_cmd, tmp
         'syringe = "BD Plastipak 10 mL"\n'
         '[devices.drug]\ndriver = "harvard"\nlink = "serial:///dev/ttyNOPE1"\n'
         'syringe = "BD Plastipak 10 mL"\n'
+        '[devices.outlet]\ndriver = "idex"\nlink = "serial:///dev/ttyNOPE2"\n'
+        'ports = ["waste", "sample 1"]\n'
     )
     out = tmp_path / "hw.h5"
     proc = _run(

@@ -497,5 +497,6 @@ def test_real_write_error_surfaces_in_the_producer(tmp_path: Path) -> None:
     assert len(lines) == 2, proc.stdout + proc.stderr[-2000:]
     assert lines[0].startswith("producer: ") and "File too large" in lines[0]
     assert lines[1].startswith("close: ") and "File too large" in lines[1]
-    # HDF5 2.0 segfaults at interpreter exit after a failed close (upstream bug, see writer.py).
-    assert proc.returncode in (0, -signal.SIGSEGV)
+    # HDF5 2.0 crashes at interpreter exit after a failed close (upstream bug, see writer.py):
+    # SIGSEGV usually, SIGBUS seen once. The error lines above were printed before it.
+    assert proc.returncode in (0, -signal.SIGSEGV, -signal.SIGBUS)
