@@ -7,7 +7,10 @@ Thread topology:
   :meth:`~RunFileWriter.append_rows` and :meth:`~RunFileWriter.append_frame`. Each call
   validates and converts its arguments (so a bad value raises in the caller, at once), then
   puts one item on an unbounded :class:`queue.SimpleQueue`. It never touches h5py and never
-  waits for the disk; its cost is a few microseconds (plus one copy of a frame).
+  waits for the disk; its cost is a few microseconds (plus one copy of a frame). The one
+  exception is backpressure on frames: :meth:`~RunFileWriter.append_frame` waits while
+  ``MAX_PENDING_FRAMES`` frames are queued unwritten, so memory stays bounded when frames
+  come faster than the disk takes them (and a stalled disk becomes a RunFileError).
   :meth:`~RunFileWriter.append_encoded_frame` is the copy-free variant for frame streams: it
   lends the writer a buffer (raw or pre-compressed) and gets it back through a callback, so
   the stream (:class:`chipctl.streaming.FrameStream`) bounds the memory that frames occupy.
@@ -146,6 +149,14 @@ def _check_path(path: str) -> str:
     return "/" + "/".join(parts)
 
 
+#: Frames given to :meth:`RunFileWriter.append_frame` that may wait in the queue unwritten;
+#: beyond this the producer waits for the disk (time-lapse frames are data: never dropped).
+MAX_PENDING_FRAMES = 16
+#: How long :meth:`RunFileWriter.append_frame` waits for the disk before calling it stalled.
+FRAME_SLOT_TIMEOUT_S = 60.0
+_SLOT_POLL_S = 0.5
+
+
 class RunFileWriter:
     """Write one run file from any number of producer threads; see the module docstring.
 
@@ -231,6 +242,7 @@ class RunFileWriter:
             )
 
         self._lock = threading.Lock()
+        self._frame_slots = threading.BoundedSemaphore(MAX_PENDING_FRAMES)
         self._state = "new"  # new -> open -> closed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -595,7 +607,22 @@ class RunFileWriter:
         data = np.array(frame, dtype=stack.dtype)
         if data.shape != stack.shape:
             raise ValueError(f"{stack.path}: frame shape {data.shape} != {stack.shape}")
-        self._put(("frame", stack.path, data))
+        # Backpressure: at most MAX_PENDING_FRAMES frames wait unwritten, so memory stays
+        # bounded however fast frames come (a simulated run renders faster than the disk).
+        for _ in range(int(FRAME_SLOT_TIMEOUT_S / _SLOT_POLL_S)):
+            if self._frame_slots.acquire(timeout=_SLOT_POLL_S):
+                break
+            self._raise_if_failed()  # a dead writer frees no slot: say why at once
+        else:
+            raise RunFileError(
+                f"{self._path}: the disk took more than {FRAME_SLOT_TIMEOUT_S:g} s to take a "
+                f"frame ({MAX_PENDING_FRAMES} frames waiting)"
+            )
+        try:
+            self._put(("frame", stack.path, data))
+        except BaseException:
+            self._frame_slots.release()
+            raise
 
     def append_encoded_frame(
         self,
@@ -770,8 +797,11 @@ class RunFileWriter:
         rows.clear()
 
     def _write_frame(self, path: str, frame: np.ndarray[Any, Any]) -> None:
-        self._stacks[path].append_frame(frame)
-        self._count_frame(path)
+        try:
+            self._stacks[path].append_frame(frame)
+            self._count_frame(path)
+        finally:
+            self._frame_slots.release()
 
     def _count_frame(self, path: str) -> None:
         self._counts[path] += 1

@@ -500,3 +500,49 @@ def test_real_write_error_surfaces_in_the_producer(tmp_path: Path) -> None:
     # HDF5 2.0 crashes at interpreter exit after a failed close (upstream bug, see writer.py):
     # SIGSEGV usually, SIGBUS seen once. The error lines above were printed before it.
     assert proc.returncode in (0, -signal.SIGSEGV, -signal.SIGBUS)
+
+
+def test_append_frame_waits_for_the_disk_instead_of_queueing_without_bound(tmp_path: Path) -> None:
+    """Frames beyond MAX_PENDING_FRAMES wait for the writer: memory stays bounded."""
+    import threading
+
+    from chipctl.runfile import writer as writer_module
+
+    gate = threading.Event()
+    written: list[int] = []
+
+    class SlowWriter(writer_module.RunFileWriter):
+        def _write_frame(self, path: str, frame: np.ndarray) -> None:
+            gate.wait(10)
+            super()._write_frame(path, frame)
+            written.append(1)
+
+    w = SlowWriter(
+        tmp_path / "slow.h5",
+        chipctl_version="t",
+        simulated=True,
+        seed=0,
+        started_utc="t",
+        config_text="",
+        protocol_text="",
+        protocol_name="t",
+        telemetry={},
+    )
+    w.declare_frames("/images/p/c", (4, 4), np.uint16, "ADU")
+    w.open()
+    producer_done = threading.Event()
+
+    def produce() -> None:
+        for _ in range(writer_module.MAX_PENDING_FRAMES + 5):
+            w.append_frame("/images/p/c", np.zeros((4, 4), np.uint16))
+        producer_done.set()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    # with the writer blocked, the producer stops after MAX_PENDING_FRAMES frames
+    assert not producer_done.wait(1.0)
+    gate.set()
+    assert producer_done.wait(10)
+    thread.join()
+    w.close("completed", "t")
+    assert len(written) == writer_module.MAX_PENDING_FRAMES + 5
