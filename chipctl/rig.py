@@ -294,8 +294,8 @@ def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> Micros
         binning=binning,
         frame_shape=(sensor_px[0] // binning, sensor_px[1] // binning),
         pixel_size_um=scope.pixel_size_um * binning,
-        magnification=getattr(scope.objective, "magnification", None),
-        objective=str(scope.objective),
+        magnification=scope.objective.magnification,
+        objective=f"{scope.objective.magnification:g}x / NA {scope.objective.numerical_aperture:g}",
     )
     return MicroscopeDevice(name=cfg.name, microscope=microscope, setup=setup, lights=lights)
 
