@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from chipctl.config import LINK_FAULTS, DeviceConfig, InstrumentConfig
 from chipctl.errors import ConfigError
 from chipctl.microscope import MicroscopeDevice, MicroscopeSetup
-from chipctl.units import CONCENTRATION, DURATION, UnitError, parse_quantity
+from chipctl.units import CONCENTRATION, DURATION, LENGTH, UnitError, parse_quantity
 from drivers.clock import Clock
 from drivers.roles import FlowSensor, Syringe, SyringePump, Valve
 from drivers.transport import (
@@ -253,7 +253,7 @@ def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> Micros
         message = "the simulated microscope needs the simulated chip (pumps feeding inlets)"
         raise ConfigError("", f"devices.{cfg.name}", message)
     scope = bench.microscope
-    binning = _positive_int(cfg, "binning", 2)
+    binning = _positive_int(cfg, "binning", 1)
     width_um, height_um = scope.field_of_view_um()
     sensor_px = (round(height_um / scope.pixel_size_um), round(width_um / scope.pixel_size_um))
     if sensor_px[0] % binning or sensor_px[1] % binning:
@@ -303,7 +303,12 @@ def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> Micros
 #: driver name in the config -> how to build it
 DRIVERS: dict[str, DriverSpec] = {
     "sim-microscope": DriverSpec(
-        "microscope", _unbuildable, "microscope", frozenset({"binning", "channels"})
+        "microscope",
+        _unbuildable,
+        "microscope",
+        frozenset(
+            {"binning", "channels", "sensor_px", "pixel_pitch", "full_well_e", "read_noise_e"}
+        ),
     ),
     "harvard": DriverSpec("pump", _build_harvard, "harvard", _PUMP_WIRING),
     "newera": DriverSpec(
@@ -538,6 +543,46 @@ def _make_sensor_emulator(world: Any, cfg: DeviceConfig, bench: Any, source: str
     )
 
 
+def _sim_camera(config: InstrumentConfig) -> Any:
+    """The simulated microscope's camera from its config keys (None: the default sCMOS).
+
+    ``sensor_px = [rows, columns]``, ``pixel_pitch = "13 um"``, ``full_well_e``,
+    ``read_noise_e``: e.g. a large-pixel camera of 1024 x 1024 x 13 um sees the same field as
+    a 2048 x 2048 x 6.5 um sCMOS binned 2x2, and renders four times fewer pixels.
+    """
+    scopes = [c for c in config.devices.values() if c.driver == "sim-microscope"]
+    if not scopes or not {"sensor_px", "pixel_pitch"} & set(scopes[0].options):
+        return None
+    from simulator.bench import CameraParams
+
+    cfg = scopes[0]
+    values: dict[str, Any] = {}
+    sensor = cfg.options.get("sensor_px")
+    if sensor is not None:
+        if (
+            not isinstance(sensor, list)
+            or len(sensor) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 64 for n in sensor)
+        ):
+            raise ConfigError(
+                config.source, f"devices.{cfg.name}.sensor_px", "must be [rows, columns] >= 64"
+            )
+        values["sensor_shape"] = (sensor[0], sensor[1])
+    if "pixel_pitch" in cfg.options:
+        try:
+            values["pixel_pitch_um"] = parse_quantity(cfg.options["pixel_pitch"], LENGTH) * 1000
+        except UnitError as exc:
+            where = f"devices.{cfg.name}.pixel_pitch"
+            raise ConfigError(config.source, where, str(exc)) from None
+    for key in ("full_well_e", "read_noise_e"):
+        if key in cfg.options:
+            value = cfg.options[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(config.source, f"devices.{cfg.name}.{key}", "must be > 0")
+            values[key] = float(value)
+    return CameraParams(**values)
+
+
 def _bench(world: Any, config: InstrumentConfig, emulators: dict[str, Any], seed: int) -> Any:
     """Build the simulated chip if pumps declare the inlets they feed."""
     pumps: dict[str, Any] = {}
@@ -559,7 +604,9 @@ def _bench(world: Any, config: InstrumentConfig, emulators: dict[str, Any], seed
     from simulator.bench import build_bench
 
     try:
-        return build_bench(world, pumps=pumps, contents_nm=contents, seed=seed)
+        return build_bench(
+            world, pumps=pumps, contents_nm=contents, seed=seed, camera=_sim_camera(config)
+        )
     except ValueError as exc:
         raise ConfigError(config.source, "devices", str(exc)) from None
 

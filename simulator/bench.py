@@ -21,10 +21,10 @@ import numpy as np
 
 from simulator.biology import Biology, build_reference_biology
 from simulator.chip import ReferenceChip, ReferenceFluidics, build_reference_fluidics
-from simulator.microscope import SimMicroscope
+from simulator.microscope import CameraParams, SimMicroscope
 from simulator.world import FlowSource, SyringeMechanics, World
 
-__all__ = ["INLETS", "SimulatedBench", "build_bench", "known_species"]
+__all__ = ["INLETS", "CameraParams", "SimulatedBench", "build_bench", "known_species"]
 
 #: The reference chip's inlets.
 INLETS = ("medium", "drug", "aux")
@@ -120,6 +120,7 @@ def build_bench(
     contents_nm: Mapping[str, Mapping[str, float]],
     seed: int,
     chip: ReferenceChip | None = None,
+    camera: CameraParams | None = None,
 ) -> SimulatedBench:
     """Wire the reference chip, drug transport, tumoroids and microscope into ``world``.
 
@@ -129,6 +130,7 @@ def build_bench(
         contents_nm: what each inlet's syringe holds: species -> stock concentration (nM).
         seed: chooses the patient and the tumoroids.
         chip: the chip description (the reference chip by default).
+        camera: the simulated microscope's camera (a 2048 x 2048 sCMOS by default).
 
     Raises:
         ValueError: an unknown inlet or drug species.
@@ -154,5 +156,5 @@ def build_bench(
         return {name: fluidics.drug.chamber_concentrations_nm(name) for name in species}
 
     biology = build_reference_biology(world, exposure, seed=seed)
-    microscope = SimMicroscope(biology, seed=seed)
+    microscope = SimMicroscope(biology, seed=seed, camera=camera)
     return SimulatedBench(world, fluidics, biology, microscope, tuple(species))

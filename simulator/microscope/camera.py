@@ -133,7 +133,9 @@ def digitize(
     """
     if bit_depth not in BIT_DEPTHS:
         raise ValueError(f"bit_depth must be one of {BIT_DEPTHS}, got {bit_depth}")
-    np.minimum(signal_e, np.float32(camera.full_well_e), out=signal_e)
+    # A mean photo-electron count is never negative; blurs of sharp edges (defocus, FFT
+    # smoothing) can leave tiny negative values, which the Poisson draw would reject.
+    np.clip(signal_e, np.float32(0.0), np.float32(camera.full_well_e), out=signal_e)
     e = bin_sum(signal_e, binning)
     if bank is not None:
         sigma_b = np.float32(binning * camera.read_noise_e)

@@ -40,11 +40,11 @@ def _render_one_frame_s() -> float:
     scope = rig.bench.microscope
     x, y, z = scope.chamber_positions_um()[0]
     scope.move_to(x, y, z)
-    scope.snap("brightfield", exposure_ms=2.0, gain=1.0, binning=2, bit_depth=16)  # cache
+    scope.snap("brightfield", exposure_ms=8.0, gain=1.0, binning=1, bit_depth=16)  # cache
     times = []
     for _ in range(10):
         t0 = time.perf_counter()
-        scope.snap("brightfield", exposure_ms=2.0, gain=1.0, binning=2, bit_depth=16)
+        scope.snap("brightfield", exposure_ms=8.0, gain=1.0, binning=1, bit_depth=16)
         times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
 
