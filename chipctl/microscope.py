@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drivers.camera.roles import Camera, Microscope, Shutter, Stage
+from drivers.roles import Device
 
 __all__ = ["MicroscopeDevice", "MicroscopeSetup"]
 
@@ -36,7 +37,7 @@ class MicroscopeSetup:
     objective: str | None = None
 
 
-class MicroscopeDevice:
+class MicroscopeDevice(Device):
     """The drivers of one microscope, connected and closed together.
 
     Args:
@@ -45,9 +46,6 @@ class MicroscopeDevice:
         setup: the camera settings applied at connect.
         lights: light sources used by the channel presets (switched off at close).
     """
-
-    #: Microscopes have no communication watchdog.
-    heartbeat_period_s: float | None = None
 
     def __init__(
         self,
@@ -58,7 +56,7 @@ class MicroscopeDevice:
         lights: Sequence[Shutter] = (),
     ) -> None:
         """Hold the drivers; no I/O."""
-        self.name = name
+        super().__init__(name=name)
         self.microscope = microscope
         self.setup = setup
         self.lights = tuple(lights)
@@ -84,9 +82,6 @@ class MicroscopeDevice:
     def reconnect(self) -> None:
         """Connect again after a fault (camera settings are applied again)."""
         self.connect()
-
-    def heartbeat(self) -> None:
-        """Nothing to keep alive."""
 
     def close(self) -> None:
         """Switch the lights off and close camera and stage."""

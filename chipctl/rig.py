@@ -26,7 +26,7 @@ from chipctl.errors import ConfigError
 from chipctl.microscope import MicroscopeDevice, MicroscopeSetup
 from chipctl.units import CONCENTRATION, DURATION, LENGTH, UnitError, parse_quantity
 from drivers.clock import Clock
-from drivers.roles import FlowSensor, Syringe, SyringePump, Valve
+from drivers.roles import Device, Syringe, SyringePump, Valve
 from drivers.transport import (
     EmulatorTransport,
     LoggingTransport,
@@ -49,7 +49,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Device = SyringePump | Valve | FlowSensor | MicroscopeDevice
 
 #: The pseudo-device name of the simulated chip in fault schedules and telemetry.
 CHIP = "chip"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
+    "Device",
     "FlowReading",
     "FlowSensor",
     "PumpDirection",
@@ -92,7 +93,46 @@ class PumpStatus:
         return self.infused_ul - self.withdrawn_ul
 
 
-class SyringePump(ABC):
+class Device(ABC):
+    """What every instrument device has: a name, a lifecycle, and a watchdog hook.
+
+    Constructors do no I/O: :meth:`connect` does. Each role below adds its own commands.
+
+    Args:
+        name: the device's name in the instrument config.
+    """
+
+    #: Period at which :meth:`heartbeat` must be called while a run is in progress, or
+    #: None if the device needs none (New Era safe mode has a communication watchdog).
+    heartbeat_period_s: float | None = None
+
+    def __init__(self, *, name: str) -> None:
+        """Remember the name; no I/O."""
+        self.name = name
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the link, check the device answers, and set it up for use."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the link (does not stop a pump: call ``stop()`` first)."""
+
+    @abstractmethod
+    def reconnect(self) -> None:
+        """Re-open the link after it was lost and re-read the device's state.
+
+        Unlike :meth:`connect`, this changes nothing on the device (counters, settings): it
+        resynchronises the driver with what the device now reports, so nothing drifts
+        silently. Raises :class:`drivers.errors.TransportError` if the link is still gone.
+        """
+
+    def heartbeat(self) -> None:
+        """Keep the device's communication watchdog alive (default: nothing to do)."""
+        return
+
+
+class SyringePump(Device):
     """A syringe pump: infuse or withdraw at a rate, for a volume or until stopped.
 
     Subclasses implement the ``_do_*`` hooks and :meth:`_rate_limits_ul_min`. The public
@@ -105,40 +145,13 @@ class SyringePump(ABC):
 
     def __init__(self, *, name: str, syringe: Syringe) -> None:
         """Remember name and syringe; no I/O (that is :meth:`connect`)."""
-        self.name = name
+        super().__init__(name=name)
         self._syringe = syringe
 
     @property
     def syringe(self) -> Syringe:
         """Get the mounted syringe (cached; no I/O)."""
         return self._syringe
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    @abstractmethod
-    def connect(self) -> None:
-        """Open the link, check the device answers, apply the syringe, clear counters."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the link (does not stop the pump: call :meth:`stop` first)."""
-
-    @abstractmethod
-    def reconnect(self) -> None:
-        """Re-open the link after it was lost and re-read the device's state.
-
-        Unlike :meth:`connect`, this changes nothing on the device (counters, settings): it
-        resynchronises the driver with what the device now reports, so nothing drifts
-        silently. Raises :class:`drivers.errors.TransportError` if the link is still gone.
-        """
-
-    #: Period at which :meth:`heartbeat` must be called while a run is in progress, or
-    #: None if the device needs none (New Era safe mode has a communication watchdog).
-    heartbeat_period_s: float | None = None
-
-    def heartbeat(self) -> None:
-        """Keep the device's communication watchdog alive (default: nothing to do)."""
-        return
 
     # -- limits ----------------------------------------------------------------------
 
@@ -222,7 +235,7 @@ class SyringePump(ABC):
         """Return the current status."""
 
 
-class Valve(ABC):
+class Valve(Device):
     """A selector valve with ``n_positions`` numbered ports (1-based, as on the device).
 
     Args:
@@ -234,33 +247,8 @@ class Valve(ABC):
         """Remember name and size; no I/O."""
         if n_positions < 2:
             raise ValueError(f"{name}: a valve needs at least 2 positions, got {n_positions}")
-        self.name = name
+        super().__init__(name=name)
         self.n_positions = n_positions
-
-    @abstractmethod
-    def connect(self) -> None:
-        """Open the link and check the valve answers."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the link."""
-
-    @abstractmethod
-    def reconnect(self) -> None:
-        """Re-open the link after it was lost and re-read the device's state.
-
-        Unlike :meth:`connect`, this changes nothing on the device (counters, settings): it
-        resynchronises the driver with what the device now reports, so nothing drifts
-        silently. Raises :class:`drivers.errors.TransportError` if the link is still gone.
-        """
-
-    #: Period at which :meth:`heartbeat` must be called while a run is in progress, or
-    #: None if the device needs none (New Era safe mode has a communication watchdog).
-    heartbeat_period_s: float | None = None
-
-    def heartbeat(self) -> None:
-        """Keep the device's communication watchdog alive (default: nothing to do)."""
-        return
 
     def select(self, position: int) -> None:
         """Move to ``position`` (1..n_positions) and return when it is there."""
@@ -298,41 +286,12 @@ class FlowReading:
     high_flow: bool = False
 
 
-class FlowSensor(ABC):
+class FlowSensor(Device):
     """A liquid flow sensor that is read on demand.
 
     Args:
         name: the device's name in the instrument config.
     """
-
-    def __init__(self, *, name: str) -> None:
-        """Remember the name; no I/O."""
-        self.name = name
-
-    @abstractmethod
-    def connect(self) -> None:
-        """Open the link, identify the sensor and start continuous measurement."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Stop measuring and release the link."""
-
-    @abstractmethod
-    def reconnect(self) -> None:
-        """Re-open the link after it was lost and re-read the device's state.
-
-        Unlike :meth:`connect`, this changes nothing on the device (counters, settings): it
-        resynchronises the driver with what the device now reports, so nothing drifts
-        silently. Raises :class:`drivers.errors.TransportError` if the link is still gone.
-        """
-
-    #: Period at which :meth:`heartbeat` must be called while a run is in progress, or
-    #: None if the device needs none (New Era safe mode has a communication watchdog).
-    heartbeat_period_s: float | None = None
-
-    def heartbeat(self) -> None:
-        """Keep the device's communication watchdog alive (default: nothing to do)."""
-        return
 
     @abstractmethod
     def read(self) -> FlowReading:
