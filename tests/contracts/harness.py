@@ -177,3 +177,30 @@ def _disconnect(emulator: Any) -> None:
 
 def _reconnect(emulator: Any) -> None:
     emulator.faults.disconnected = False
+
+
+#: The two ways every contract test reaches its emulator, as fixture parameters.
+LINK_PARAMS = ["inproc", pytest.param("pty", marks=pytest.mark.pty)]
+
+
+def contract_fixtures(impls, bench_class):
+    """Return the ``impl`` and ``bench`` fixtures of one role's contract suite.
+
+    ``impl`` runs over every implementation in ``impls``; ``bench`` builds
+    ``bench_class(impl, link)`` for each link in :data:`LINK_PARAMS`, marks the test for the
+    implementation's known bugs, and closes the bench afterwards. Use as
+    ``impl, bench = contract_fixtures(PUMP_IMPLS, Bench)`` at module level.
+    """
+
+    @pytest.fixture(params=sorted(impls))
+    def impl(request):
+        return impls[request.param]
+
+    @pytest.fixture(params=LINK_PARAMS)
+    def bench(request, impl):
+        mark_known_bugs(request, request.param, impl.known_bugs)
+        made = bench_class(impl, request.param)
+        yield made
+        made.close()
+
+    return impl, bench

@@ -20,7 +20,7 @@ from drivers.errors import DeviceAlarm, DeviceError, TransportError, TransportTi
 from simulator.world import World
 
 from .flow_sensors import FLOW_SENSOR_IMPLS
-from .harness import Link, mark_known_bugs
+from .harness import Link, contract_fixtures
 
 #: Readings averaged per set point.
 N_READS = 20
@@ -71,17 +71,7 @@ class Bench:
             self.link.close()
 
 
-@pytest.fixture(params=sorted(FLOW_SENSOR_IMPLS))
-def impl(request):
-    return FLOW_SENSOR_IMPLS[request.param]
-
-
-@pytest.fixture(params=["inproc", pytest.param("pty", marks=pytest.mark.pty)])
-def bench(request, impl):
-    mark_known_bugs(request, request.param, impl.known_bugs)
-    bench = Bench(impl, request.param)
-    yield bench
-    bench.close()
+impl, bench = contract_fixtures(FLOW_SENSOR_IMPLS, Bench)
 
 
 def test_connect_starts_measuring_zero_flow_and_the_temperature(bench):

@@ -20,7 +20,7 @@ from drivers.errors import TransportError
 from drivers.roles import PumpDirection
 from simulator.world import World
 
-from .harness import Link, mark_known_bugs
+from .harness import Link, contract_fixtures
 from .pumps import PUMP_IMPLS
 
 
@@ -68,17 +68,7 @@ class Bench:
             self.link.close()
 
 
-@pytest.fixture(params=sorted(PUMP_IMPLS))
-def impl(request):
-    return PUMP_IMPLS[request.param]
-
-
-@pytest.fixture(params=["inproc", pytest.param("pty", marks=pytest.mark.pty)])
-def bench(request, impl):
-    mark_known_bugs(request, request.param, impl.known_bugs)
-    bench = Bench(impl, request.param)
-    yield bench
-    bench.close()
+impl, bench = contract_fixtures(PUMP_IMPLS, Bench)
 
 
 def test_connect_leaves_it_idle_with_zero_volumes(bench):

@@ -13,7 +13,7 @@ from drivers.clock import VirtualClock
 from drivers.errors import DeviceAlarm, DeviceError, TransportError
 from simulator.world import World
 
-from .harness import Link, mark_known_bugs
+from .harness import Link, contract_fixtures
 from .valves import VALVE_IMPLS
 
 
@@ -45,17 +45,7 @@ class Bench:
             self.link.close()
 
 
-@pytest.fixture(params=sorted(VALVE_IMPLS))
-def impl(request):
-    return VALVE_IMPLS[request.param]
-
-
-@pytest.fixture(params=["inproc", pytest.param("pty", marks=pytest.mark.pty)])
-def bench(request, impl):
-    mark_known_bugs(request, request.param, impl.known_bugs)
-    bench = Bench(impl, request.param)
-    yield bench
-    bench.close()
+impl, bench = contract_fixtures(VALVE_IMPLS, Bench)
 
 
 def test_connect_knows_where_the_valve_is(bench):
