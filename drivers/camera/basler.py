@@ -31,16 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from drivers.camera.roles import (
-    MONO_BIT_DEPTHS,
-    Camera,
-    CameraFeatures,
-    FrameTimeout,
-    Roi,
-    RoiConstraints,
-    TriggerMode,
-    UnsupportedFeature,
-)
+from drivers.camera._sfnc import NodeAttrs, SfncCamera, first_line
+from drivers.camera.roles import FrameTimeout, TriggerMode
 from drivers.errors import DeviceError, DeviceNotFound, DeviceRejected, IncompatibleStateError
 
 __all__ = ["BaslerCamera", "import_pylon"]
@@ -61,7 +53,7 @@ def _ms(timeout_s: float) -> int:
     return max(1, math.ceil(timeout_s * 1000.0))
 
 
-class BaslerCamera(Camera):
+class BaslerCamera(SfncCamera):
     """A Basler camera driven through pypylon's ``InstantCamera``.
 
     Args:
@@ -75,6 +67,10 @@ class BaslerCamera(Camera):
         sensor_pixel_size_um: the pixel pitch from the datasheet (pylon has no node).
     """
 
+    _ATTRS = NodeAttrs("Value", "Min", "Max", "Inc", "Symbolics")
+    # Older GigE models only have ExposureTimeAbs (us); see the module docstring.
+    _EXPOSURE_NODES = ("ExposureTime", "ExposureTimeAbs")
+
     def __init__(
         self,
         *,
@@ -86,16 +82,17 @@ class BaslerCamera(Camera):
         sensor_pixel_size_um: float | None = None,
     ) -> None:
         """Remember how to find the camera; no I/O."""
-        super().__init__(name=name, sensor_pixel_size_um=sensor_pixel_size_um)
+        super().__init__(
+            name=name,
+            serial_number=serial_number,
+            hardware_trigger_line=hardware_trigger_line,
+            n_buffers=n_buffers,
+            sensor_pixel_size_um=sensor_pixel_size_um,
+        )
         if n_buffers < 1:
             raise ValueError(f"{name}: n_buffers must be >= 1, got {n_buffers}")
-        self.serial_number = serial_number
         self.device_class = device_class
-        self.hardware_trigger_line = hardware_trigger_line
-        self.n_buffers = n_buffers
         self._cam: Any = None
-        self._features: CameraFeatures | None = None
-        self._exposure_node = ""
 
     # -- SDK plumbing ----------------------------------------------------------------
 
@@ -107,13 +104,13 @@ class BaslerCamera(Camera):
         try:
             yield
         except genicam.TimeoutException as exc:
-            raise FrameTimeout(self.name, f"{action}: {_first_line(exc)}") from exc
+            raise FrameTimeout(self.name, f"{action}: {first_line(exc)}") from exc
         except (genicam.OutOfRangeException, genicam.InvalidArgumentException) as exc:
-            raise DeviceRejected(self.name, f"{action}: {_first_line(exc)}") from exc
+            raise DeviceRejected(self.name, f"{action}: {first_line(exc)}") from exc
         except genicam.AccessException as exc:
-            raise IncompatibleStateError(self.name, f"{action}: {_first_line(exc)}") from exc
+            raise IncompatibleStateError(self.name, f"{action}: {first_line(exc)}") from exc
         except genicam.GenericException as exc:
-            raise DeviceError(self.name, f"{action}: {_first_line(exc)}") from exc
+            raise DeviceError(self.name, f"{action}: {first_line(exc)}") from exc
 
     def _camera(self) -> Any:
         if self._cam is None:
@@ -132,28 +129,15 @@ class BaslerCamera(Camera):
             return None
         return node
 
-    def _need(self, name: str) -> Any:
-        """Return the named node, or raise UnsupportedFeature if the camera lacks it."""
-        node = self._node(name)
-        if node is None:
-            raise UnsupportedFeature(self.name, f"camera has no {name} node")
-        return node
-
-    def _writable(self, name: str) -> bool:
+    def _writable_node(self, name: str) -> Any | None:
         from pypylon import genicam
 
         node = self._node(name)
-        return node is not None and bool(genicam.IsWritable(node))
+        return node if node is not None and genicam.IsWritable(node) else None
 
-    def _get(self, name: str) -> Any:
-        node = self._need(name)
-        with self._sdk(f"read {name}"):
-            return node.Value
-
-    def _set(self, name: str, value: Any) -> None:
-        node = self._need(name)
-        with self._sdk(f"set {name} = {value!r}"):
-            node.Value = value
+    def _setting_node(self, name: str) -> Any | None:
+        """Return any available node: pylon raises AccessException if it is locked now."""
+        return self._node(name)
 
     def node_map(self) -> Any:
         """Return pylon's node map, for vendor features outside the Camera role.
@@ -197,42 +181,6 @@ class BaslerCamera(Camera):
             self._do_close()
             raise
 
-    def _configure(self) -> None:
-        for auto in ("ExposureAuto", "GainAuto"):
-            if self._writable(auto):
-                self._set(auto, "Off")
-        if self._writable("TriggerSelector"):
-            self._set("TriggerSelector", "FrameStart")
-        for node in ("ExposureTime", "ExposureTimeAbs"):
-            if self._writable(node):
-                self._exposure_node = node
-                break
-        fmt_node = self._node("PixelFormat")
-        formats = tuple(f for f in (fmt_node.Symbolics if fmt_node else ()) if f in MONO_BIT_DEPTHS)
-        if not formats:
-            raise DeviceNotFound(self.name, "camera offers no monochrome pixel format")
-        if self._get("PixelFormat") not in formats:
-            self._set("PixelFormat", formats[0])
-        binnings: tuple[int, ...] = (1,)
-        h_node, v_node = self._node("BinningHorizontal"), self._node("BinningVertical")
-        if h_node is not None and v_node is not None and self._writable("BinningHorizontal"):
-            top = min(int(h_node.Max), int(v_node.Max))
-            binnings = tuple(range(1, top + 1))
-        modes = {TriggerMode.FREE_RUN}
-        source = self._node("TriggerSource")
-        if self._writable("TriggerMode") and source is not None:
-            if "Software" in source.Symbolics:
-                modes.add(TriggerMode.SOFTWARE)
-            if self.hardware_trigger_line in source.Symbolics:
-                modes.add(TriggerMode.HARDWARE)
-        self._features = CameraFeatures(
-            exposure=bool(self._exposure_node),
-            gain=self._writable("Gain"),
-            binnings=binnings,
-            pixel_formats=formats,
-            trigger_modes=frozenset(modes),
-        )
-
     def _do_close(self) -> None:
         cam, self._cam = self._cam, None
         self._features = None
@@ -244,105 +192,7 @@ class BaslerCamera(Camera):
             cam.Close()
             cam.DestroyDevice()
 
-    # -- settings --------------------------------------------------------------------
-
-    def _do_read_features(self) -> CameraFeatures:
-        if self._features is None:
-            raise IncompatibleStateError(self.name, "not connected")
-        return self._features
-
-    def _do_read_exposure_ms(self) -> float:
-        return float(self._get(self._exposure_node)) / 1000.0
-
-    def _do_read_exposure_range_ms(self) -> tuple[float, float]:
-        node = self._need(self._exposure_node)
-        with self._sdk("read exposure limits"):
-            return float(node.Min) / 1000.0, float(node.Max) / 1000.0
-
-    def _do_set_exposure_ms(self, exposure_ms: float) -> None:
-        self._set(self._exposure_node, exposure_ms * 1000.0)
-
-    def _do_read_gain_db(self) -> float:
-        return float(self._get("Gain"))
-
-    def _do_read_gain_range_db(self) -> tuple[float, float]:
-        node = self._need("Gain")
-        with self._sdk("read gain limits"):
-            return float(node.Min), float(node.Max)
-
-    def _do_set_gain_db(self, gain_db: float) -> None:
-        self._set("Gain", gain_db)
-
-    def _do_read_binning(self) -> int:
-        return int(self._get("BinningHorizontal")) if self._node("BinningHorizontal") else 1
-
-    def _do_set_binning(self, binning: int) -> None:
-        if binning == 1 and not self._writable("BinningHorizontal"):
-            return  # no binning nodes: 1 is the only binning there is
-        self._set("BinningHorizontal", binning)
-        self._set("BinningVertical", binning)
-
-    def _do_read_roi_constraints(self) -> RoiConstraints:
-        b = self._do_read_binning()
-        width, height = self._need("Width"), self._need("Height")
-        off_x, off_y = self._node("OffsetX"), self._node("OffsetY")
-        with self._sdk("read ROI limits"):
-            if self._node("SensorWidth") is not None and self._node("SensorHeight") is not None:
-                sensor_w, sensor_h = int(self._get("SensorWidth")), int(self._get("SensorHeight"))
-            else:
-                sensor_w, sensor_h = int(self._get("WidthMax")) * b, int(self._get("HeightMax")) * b
-            return RoiConstraints(
-                sensor_width_px=sensor_w,
-                sensor_height_px=sensor_h,
-                min_width_px=int(width.Min) * b,
-                min_height_px=int(height.Min) * b,
-                width_step_px=int(width.Inc) * b,
-                height_step_px=int(height.Inc) * b,
-                x_step_px=int(off_x.Inc) * b if off_x is not None else 0,
-                y_step_px=int(off_y.Inc) * b if off_y is not None else 0,
-            )
-
-    def _do_read_roi(self) -> Roi:
-        b = self._do_read_binning()
-        off_x = int(self._get("OffsetX")) if self._node("OffsetX") else 0
-        off_y = int(self._get("OffsetY")) if self._node("OffsetY") else 0
-        return Roi(off_x * b, off_y * b, int(self._get("Width")) * b, int(self._get("Height")) * b)
-
-    def _do_set_roi(self, roi: Roi) -> None:
-        b = self._do_read_binning()
-        # Offsets first to 0, then size, then offsets: GenICam checks each write against
-        # the others' current values (OffsetX.Max = WidthMax - Width).
-        for node in ("OffsetX", "OffsetY"):
-            if self._writable(node):
-                self._set(node, 0)
-        self._set("Width", roi.width_px // b)
-        self._set("Height", roi.height_px // b)
-        if roi.x_px:
-            self._set("OffsetX", roi.x_px // b)
-        if roi.y_px:
-            self._set("OffsetY", roi.y_px // b)
-
-    def _do_read_pixel_format(self) -> str:
-        return str(self._get("PixelFormat"))
-
-    def _do_set_pixel_format(self, pixel_format: str) -> None:
-        self._set("PixelFormat", pixel_format)
-
-    def _do_read_trigger_mode(self) -> TriggerMode:
-        if not self._node("TriggerMode") or self._get("TriggerMode") == "Off":
-            return TriggerMode.FREE_RUN
-        if self._get("TriggerSource") == "Software":
-            return TriggerMode.SOFTWARE
-        return TriggerMode.HARDWARE
-
-    def _do_set_trigger_mode(self, mode: TriggerMode) -> None:
-        if mode is TriggerMode.FREE_RUN:
-            if self._node("TriggerMode"):
-                self._set("TriggerMode", "Off")
-            return
-        source = "Software" if mode is TriggerMode.SOFTWARE else self.hardware_trigger_line
-        self._set("TriggerSource", source)
-        self._set("TriggerMode", "On")
+    # -- trigger and acquisition -----------------------------------------------------
 
     def _do_trigger_software(self) -> None:
         # A trigger sent before the camera is ready for the next frame is dropped
@@ -354,8 +204,6 @@ class BaslerCamera(Camera):
             if not cam.WaitForFrameTriggerReady(_ms(wait_s), pylon.TimeoutHandling_Return):
                 raise FrameTimeout(self.name, f"not ready for a trigger within {wait_s:g} s")
             cam.ExecuteSoftwareTrigger()
-
-    # -- acquisition -----------------------------------------------------------------
 
     def _take(self, result: Any, timeout_s: float) -> NDArray[np.generic]:
         """Copy the image out of a grab result and give its buffer back to pylon."""
@@ -406,7 +254,3 @@ class BaslerCamera(Camera):
     def _do_stop_sequence(self) -> None:
         with self._sdk("stop sequence"):
             self._camera().StopGrabbing()
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
