@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.camera.roles import Camera, Microscope, Shutter, Stage
+from drivers.camera.roles import Camera, Microscope, Roi, Shutter, Stage
 from drivers.roles import Device
 
 __all__ = ["MicroscopeDevice", "MicroscopeSetup"]
@@ -24,7 +24,12 @@ class MicroscopeSetup:
 
     Args:
         binning: camera binning (1, 2, 4...).
-        frame_shape: the (height, width) of frames with that binning.
+        frame_shape: the (height, width) of frames with that binning; the camera's ROI is
+            set to it (from the sensor's top-left corner) at connect.
+        pixel_format: the pixel format to select at connect (e.g. ``"Mono16"``), or None
+            to keep the camera's.
+        compression: how image stacks are stored (None, ``"lz4"``,
+            ``"blosc2-lz4-bitshuffle"``: see :mod:`chipctl.runfile.framestore`).
         pixel_size_um: the pixel at the sample.
         magnification: the objective's magnification, if known.
         objective: the objective's description, if known.
@@ -33,6 +38,8 @@ class MicroscopeSetup:
     binning: int
     frame_shape: tuple[int, int]
     pixel_size_um: float | None = None
+    pixel_format: str | None = None
+    compression: str | None = None
     magnification: float | None = None
     objective: str | None = None
 
@@ -72,10 +79,15 @@ class MicroscopeDevice(Device):
         return self.microscope.stage
 
     def connect(self) -> None:
-        """Connect camera and stage, and apply the binning of :attr:`setup`."""
+        """Connect camera and stage, and apply binning, pixel format and frame size."""
         self.camera.connect()
         self.stage.connect()
         self.camera.set_binning(self.setup.binning)
+        if self.setup.pixel_format is not None:
+            self.camera.set_pixel_format(self.setup.pixel_format)
+        height_px, width_px = self.setup.frame_shape
+        binning = self.setup.binning
+        self.camera.set_roi(Roi(0, 0, width_px * binning, height_px * binning))
         for light in self.lights:
             light.set_open(False)
 

@@ -25,6 +25,7 @@ from chipctl.config import LINK_FAULTS, DeviceConfig, InstrumentConfig
 from chipctl.errors import ConfigError
 from chipctl.microscope import MicroscopeDevice, MicroscopeSetup
 from chipctl.units import CONCENTRATION, DURATION, LENGTH, UnitError, parse_quantity
+from drivers.camera.roles import Camera
 from drivers.clock import Clock
 from drivers.roles import Device, Syringe, SyringePump, Valve
 from drivers.transport import (
@@ -243,6 +244,55 @@ def _unbuildable(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Devic
 SIM_CHANNEL_EXPOSURE = {"brightfield": "2 ms", "live": "20 ms", "dead": "200 ms"}
 
 
+def _vendor_camera(cfg: DeviceConfig, table: object, pitch_um: float) -> Camera:
+    """A vendor camera in place of the simulated microscope's rendered one.
+
+    ``camera = { driver = "basler", serial = "0815-0000", emulated = true }``: with
+    ``emulated``, pylon's own camera emulation (``PYLON_CAMEMU``) is used, so a simulated
+    rig exercises the real Basler driver and SDK (the images are pylon's test patterns).
+    """
+    where = f"devices.{cfg.name}.camera"
+    if not isinstance(table, dict):
+        raise ConfigError("", where, 'must be a table like { driver = "basler", serial = "..." }')
+    unknown = sorted(set(table) - {"driver", "serial", "emulated"})
+    if unknown:
+        raise ConfigError("", where, f"unknown key(s) {', '.join(unknown)}")
+    if table.get("driver") != "basler":
+        raise ConfigError("", f"{where}.driver", 'only "basler" can replace the simulated camera')
+    serial = table.get("serial")
+    if serial is not None and not isinstance(serial, str):
+        raise ConfigError("", f"{where}.serial", "must be a string")
+    emulated = table.get("emulated", False)
+    if not isinstance(emulated, bool):
+        raise ConfigError("", f"{where}.emulated", "must be true or false")
+    from drivers.camera.basler import BaslerCamera
+
+    if emulated:
+        import os
+
+        # pylon reads this when its transport layers load: before the first enumeration
+        os.environ.setdefault("PYLON_CAMEMU", "2")
+    return BaslerCamera(
+        name=f"{cfg.name}-camera",
+        serial_number=serial,
+        device_class="BaslerCamEmu" if emulated else None,
+        sensor_pixel_size_um=pitch_um,
+    )
+
+
+def _compression_option(cfg: DeviceConfig) -> str | None:
+    """The microscope's ``compression`` option, checked (and its packages present)."""
+    value = cfg.options.get("compression")
+    if value is None:
+        return None
+    from chipctl.acquisition import parse_compression
+
+    try:
+        return parse_compression(value).value if isinstance(value, str) else None
+    except ValueError as exc:
+        raise ConfigError("", f"devices.{cfg.name}.compression", str(exc)) from None
+
+
 def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> MicroscopeDevice:
     """The simulated microscope over the simulated chip: camera, stage, channel lights."""
     from drivers.camera.rendered import ChannelLight, RenderedCamera, RenderedStage
@@ -261,21 +311,31 @@ def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> Micros
     def sync() -> None:
         bench.world.advance_to(clock.now_s())
 
-    camera = RenderedCamera(scope, clock=clock, name=f"{cfg.name}-camera", sync=sync)
     stage = RenderedStage(scope, name=f"{cfg.name}-stage", speed_um_s=5000.0, clock=clock)
     exposures = cfg.options.get("channels", SIM_CHANNEL_EXPOSURE)
     if not isinstance(exposures, dict) or not exposures:
         message = 'must be a table of channel = exposure, e.g. { brightfield = "20 ms" }'
         raise ConfigError("", f"devices.{cfg.name}.channels", message)
+    camera_cfg = cfg.options.get("camera")
+    vendor: Camera | None = None
+    if camera_cfg is not None:
+        vendor = _vendor_camera(cfg, camera_cfg, scope.camera.pixel_pitch_um)
+    rendered = RenderedCamera(scope, clock=clock, name=f"{cfg.name}-camera", sync=sync)
+    camera: Camera = vendor or rendered
     presets: list[ChannelPreset] = []
     lights: list[ChannelLight] = []
     for channel, text in exposures.items():
         try:
             exposure_ms = parse_quantity(text, DURATION) * 1000.0
-            light = ChannelLight(camera, channel, name=f"{cfg.name}-{channel}")
+            # the rendered camera shows a channel while its light is on; a vendor camera
+            # (an emulator's test pattern) has no lights to switch
+            light = (
+                None if vendor else ChannelLight(rendered, channel, name=f"{cfg.name}-{channel}")
+            )
         except (UnitError, ValueError) as exc:
             raise ConfigError("", f"devices.{cfg.name}.channels.{channel}", str(exc)) from None
-        lights.append(light)
+        if light is not None:
+            lights.append(light)
         presets.append(ChannelPreset(channel, exposure_ms, None, light))
     positions = {
         f"chamber {k}": StagePosition(x, y, z)
@@ -292,6 +352,8 @@ def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> Micros
     setup = MicroscopeSetup(
         binning=binning,
         frame_shape=(sensor_px[0] // binning, sensor_px[1] // binning),
+        pixel_format="Mono16" if vendor else None,
+        compression=_compression_option(cfg),
         pixel_size_um=scope.pixel_size_um * binning,
         magnification=scope.objective.magnification,
         objective=f"{scope.objective.magnification:g}x / NA {scope.objective.numerical_aperture:g}",
@@ -306,7 +368,16 @@ DRIVERS: dict[str, DriverSpec] = {
         _unbuildable,
         "microscope",
         frozenset(
-            {"binning", "channels", "sensor_px", "pixel_pitch", "full_well_e", "read_noise_e"}
+            {
+                "binning",
+                "channels",
+                "sensor_px",
+                "pixel_pitch",
+                "full_well_e",
+                "read_noise_e",
+                "camera",
+                "compression",
+            }
         ),
     ),
     "harvard": DriverSpec("pump", _build_harvard, "harvard", _PUMP_WIRING),

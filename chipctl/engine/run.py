@@ -135,6 +135,7 @@ class Run:
             pixel_size_um=device.setup.pixel_size_um,
             objective=device.setup.objective,
             magnification=device.setup.magnification,
+            compression=device.setup.compression,
         )
         acquisition = Acquisition(scope, plan, recorder, clock=rig.clock)  # type: ignore[arg-type]
         acquisition.declare()

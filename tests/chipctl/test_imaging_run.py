@@ -101,3 +101,74 @@ def test_image_step_errors_name_the_field(fields, fragment):
         check_protocol(parse_protocol(text, "bad.toml"), sim=True)
     assert fragment in str(info.value)
     assert str(info.value).startswith("bad.toml:")
+
+
+def test_a_basler_emulated_camera_can_replace_the_simulated_one(tmp_path):
+    """The same protocol with pylon's camera emulation in the simulated microscope."""
+    pytest.importorskip("pypylon")
+    from chipctl.config import parse_config, reference_rig_config
+
+    text = reference_rig_config().text
+    assert text.rstrip().splitlines()[-1].startswith("channels =")  # microscope table is last
+    config = parse_config(
+        text + 'camera = { driver = "basler", serial = "0815-0000", emulated = true }\n',
+        "basler.toml",
+    )
+    protocol = parse_protocol(
+        HEAD
+        + _image(
+            positions='["chamber 1", "chamber 8"]',
+            channels='["brightfield", "live"]',
+            every='"1 h"',
+            duration='"1 h"',
+        ),
+        "timelapse.toml",
+    )
+    result = run_protocol(protocol, config, out=tmp_path / "basler.h5")
+    assert result.ok, result.message
+    with RunFile(result.path) as run:
+        events = run.events()
+        for position in ("chamber 1", "chamber 8"):
+            for channel in ("brightfield", "live"):
+                frames, meta = read_stack(run, position, channel)
+                assert frames.shape == (2, 1024, 1024) and frames.dtype == np.uint16
+                assert np.allclose(meta["t_point_s"] - meta["t_point_s"][0], [0, 3600], atol=1)
+    assert any(e.source == "microscope" and e.kind == "connected" for e in events)
+    # the frames came through the Basler driver and pylon's emulator, not the renderer
+    from chipctl.rig import build_rig
+    from drivers.camera.basler import BaslerCamera
+    from drivers.clock import VirtualClock
+
+    rig = build_rig(config, clock=VirtualClock())
+    assert isinstance(rig.microscopes()["microscope"].camera, BaslerCamera)
+
+
+def test_frames_can_be_stored_compressed_and_read_back(tmp_path):
+    pytest.importorskip("hdf5plugin")
+    pytest.importorskip("blosc2")
+    from chipctl.config import parse_config, reference_rig_config
+
+    config = parse_config(reference_rig_config().text + 'compression = "lz4"\n', "lz4.toml")
+    text = HEAD + _image(positions='["chamber 2"]', channels='["live"]', at='["0 h"]')
+    result = run_protocol(parse_protocol(text, "one.toml"), config, out=tmp_path / "lz4.h5")
+    assert result.ok, result.message
+    with RunFile(result.path) as run:
+        (stack,) = [s for s in image_stacks(run) if s.n_frames]
+        frames, _ = read_stack(run, "chamber 2", "live")
+    assert stack.attrs["compression"] == "blosc2-lz4"
+    assert frames.shape == (1, 1024, 1024) and frames.max() > frames.min()
+
+
+def test_an_unknown_compression_or_camera_is_one_config_line():
+    from chipctl.config import parse_config, reference_rig_config
+    from chipctl.errors import ConfigError
+    from chipctl.rig import build_rig
+    from drivers.clock import VirtualClock
+
+    for extra, fragment in (
+        ('compression = "zstd"', "devices.microscope.compression: unknown compression"),
+        ('camera = { driver = "andor" }', "devices.microscope.camera.driver"),
+    ):
+        config = parse_config(reference_rig_config().text + extra + "\n", "x.toml")
+        with pytest.raises(ConfigError, match=fragment):
+            build_rig(config, clock=VirtualClock())
