@@ -248,13 +248,16 @@ def run_protocol(
         final = status.state
     except BaseException:
         run.abort("interrupted")
-        if run._thread is not None:
-            run._thread.join()
+        run.join()
         final = run.status().state
         raise
     finally:
         writer.close(final.value if final.finished else "failed", _wall_utc().isoformat())
-    delivered = {name: s.delivered_ul for name, s in run.session.last_status.items()}
+    delivered = {
+        name: values["delivered_ul"]
+        for name, values in run.session.last_values.items()
+        if rig.roles[name] == "pump"
+    }
     return RunResult(
         state=status.state,
         message=status.message,

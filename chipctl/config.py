@@ -47,6 +47,7 @@ from drivers.roles import Syringe
 from drivers.syringes import lookup_syringe
 
 __all__ = [
+    "CHIP",
     "LINK_FAULTS",
     "REFERENCE_RIG",
     "DeviceConfig",
@@ -95,6 +96,9 @@ class DeviceConfig:
         """Return the link's URL scheme (``"serial"`` or ``"sim"``)."""
         return urlsplit(self.link).scheme
 
+
+#: The pseudo-device name of the simulated chip in fault schedules and telemetry.
+CHIP = "chip"
 
 #: Link faults every emulator supports (simulator.faults.CommFaults); ``link_ok`` clears them.
 LINK_FAULTS = ("no_reply", "garble", "partial", "disconnected", "link_ok")
@@ -281,8 +285,8 @@ def _parse_faults(
             if key not in table:
                 raise ConfigError(source, f"{where}.{key}", "missing")
         device, kind = table["device"], table["kind"]
-        if device not in devices and device != "chip":
-            known = ", ".join([*devices, "chip"])
+        if device not in devices and device != CHIP:
+            known = ", ".join([*devices, CHIP])
             raise ConfigError(source, f"{where}.device", f"no device {device!r} (known: {known})")
         if not isinstance(kind, str) or not kind.isidentifier() or kind.startswith("_"):
             raise ConfigError(source, f"{where}.kind", f"not a fault name: {kind!r}")

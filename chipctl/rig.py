@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from chipctl.config import LINK_FAULTS, DeviceConfig, InstrumentConfig
+from chipctl.config import CHIP, LINK_FAULTS, DeviceConfig, InstrumentConfig
 from chipctl.errors import ConfigError
 from chipctl.microscope import MicroscopeDevice, MicroscopeSetup
 from chipctl.units import CONCENTRATION, DURATION, LENGTH, UnitError, parse_quantity
@@ -51,8 +51,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-#: The pseudo-device name of the simulated chip in fault schedules and telemetry.
-CHIP = "chip"
 #: Config keys about how a device sits in the fluidics (used by the simulator; on hardware
 #: they document the wiring): the chip inlet a pump feeds, what its syringe holds, where a
 #: flow sensor sits.

@@ -133,7 +133,6 @@ class Session:
         self._connected: list[str] = []
         self._lost: set[str] = set()
         self._alarms: dict[str, str] = {}
-        self.last_status: dict[str, PumpStatus] = {}
         #: Called with (pump, alarm) when a pump reports a new alarm; the run engine fails
         #: the run then (the safe default until protocol interlocks choose other actions).
         self.on_pump_alarm: Callable[[str, str], None] | None = None
@@ -243,7 +242,6 @@ class Session:
     def _read(self, name: str, device: Device) -> dict[str, float]:
         if isinstance(device, SyringePump):
             status = device.read_status()
-            self.last_status[name] = status
             alarm = status.alarm or ("stall" if status.stalled else None)
             new = bool(alarm) and self._alarms.get(name) != alarm
             if alarm:

@@ -202,6 +202,11 @@ class Run:
                 self._abort_reason = reason
         self.scheduler.request_stop()
 
+    def join(self) -> None:
+        """Wait for the engine thread started by :meth:`start` (no-op if not started)."""
+        if self._thread is not None:
+            self._thread.join()
+
     def start(self) -> threading.Thread:
         """Run on a new engine thread; returns it (``join()`` to wait)."""
         thread = threading.Thread(target=self.run, name="chipctl-engine", daemon=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chipctl.engine.scheduler import Scheduler
@@ -25,7 +26,7 @@ from chipctl.protocol.model import (
 )
 from chipctl.session import Session
 from drivers.errors import DeviceAlarm, TransportError
-from drivers.roles import PumpDirection, SyringePump
+from drivers.roles import PumpDirection, PumpStatus, SyringePump
 
 if TYPE_CHECKING:
     from chipctl.acquisition import Acquisition, TimePoint
@@ -43,6 +44,23 @@ SHORTFALL_UL = 0.2
 #: How long a pump step tolerates not hearing from its pump before the run fails. The pump
 #: holds its own target volume and stops by itself, so a brief link loss is ridden out.
 LINK_GRACE_S = 60.0
+
+
+@dataclass
+class _PumpWatch:
+    """A pump step being waited for: which, since when, and from what volume."""
+
+    index: int
+    step: PumpStep
+    pump: SyringePump
+    started_s: float
+    baseline_ul: float
+    silent_since_s: float | None = None
+
+
+def _moved_ul(status: PumpStatus, direction: PumpDirection) -> float:
+    """Return the pump's volume counter in ``direction``."""
+    return status.infused_ul if direction is PumpDirection.INFUSE else status.withdrawn_ul
 
 
 class StepRunner:
@@ -89,7 +107,6 @@ class StepRunner:
         self._imaging = False
         self._due: deque[tuple[ImageStep, int, float]] = deque()
         self.frames_taken = 0
-        self._baseline_ul = 0.0
 
     def start(self) -> None:
         """Schedule the first step now."""
@@ -136,10 +153,7 @@ class StepRunner:
     def _pump_step(self, index: int, step: PumpStep) -> None:
         pump = self.session.pump(step.pump)
         volume_ul = step.target_volume_ul
-        before = pump.read_status()
-        baseline_ul = (
-            before.infused_ul if step.direction is PumpDirection.INFUSE else before.withdrawn_ul
-        )
+        baseline_ul = _moved_ul(pump.read_status(), step.direction)
         if step.direction is PumpDirection.INFUSE:
             pump.infuse(step.rate_ul_min, volume_ul)
         else:
@@ -152,55 +166,40 @@ class StepRunner:
         if not step.wait:
             self._next(index)
             return
-        started_s = self.scheduler.clock.now_s()
-        self._baseline_ul = baseline_ul
+        watch = _PumpWatch(index, step, pump, self.scheduler.clock.now_s(), baseline_ul)
+        self._check_pump_later(watch, step.expected_duration_s)
+
+    def _check_pump_later(self, watch: _PumpWatch, delay_s: float) -> None:
         self.scheduler.call_later(
-            step.expected_duration_s,
-            lambda: self._check_pump(index, step, pump, started_s),
-            name=step.info.label(),
+            delay_s, lambda: self._check_pump(watch), name=watch.step.info.label()
         )
 
-    def _check_pump(
-        self,
-        index: int,
-        step: PumpStep,
-        pump: SyringePump,
-        started_s: float,
-        silent_since_s: float | None = None,
-    ) -> None:
+    def _check_pump(self, watch: _PumpWatch) -> None:
+        """Check a waited-for pump step: done, still running, short, alarmed or out of touch."""
+        step, pump = watch.step, watch.pump
         now_s = self.scheduler.clock.now_s()
         try:
             status = pump.read_status()
         except TransportError as exc:
-            silent_since_s = now_s if silent_since_s is None else silent_since_s
-            if now_s - silent_since_s >= LINK_GRACE_S:
+            if watch.silent_since_s is None:
+                watch.silent_since_s = now_s
+            silent_s = now_s - watch.silent_since_s
+            if silent_s >= LINK_GRACE_S:
                 raise TransportError(
-                    pump.name,
-                    f"no contact for {now_s - silent_since_s:.0f} s during {step.info.label()}",
+                    pump.name, f"no contact for {silent_s:.0f} s during {step.info.label()}"
                 ) from exc
             self.session.event(pump.name, "link_lost", f"{exc}; retrying")
-            since_s = silent_since_s
-            self.scheduler.call_later(
-                RECHECK_MAX_S,
-                lambda: self._check_pump(index, step, pump, started_s, since_s),
-                name=step.info.label(),
-            )
+            self._check_pump_later(watch, RECHECK_MAX_S)
             return
+        watch.silent_since_s = None
         if status.stalled or status.alarm:
             alarm = status.alarm or "stall"
             raise DeviceAlarm(pump.name, f"{alarm} during {step.info.label()}", alarm=alarm)
         if status.running:
-            overrun_s = self.scheduler.clock.now_s() - started_s - step.expected_duration_s
-            delay_s = min(max(overrun_s, RECHECK_MIN_S), RECHECK_MAX_S)
-            self.scheduler.call_later(
-                delay_s,
-                lambda: self._check_pump(index, step, pump, started_s),
-                name=step.info.label(),
-            )
+            overrun_s = now_s - watch.started_s - step.expected_duration_s
+            self._check_pump_later(watch, min(max(overrun_s, RECHECK_MIN_S), RECHECK_MAX_S))
             return
-        moved_ul = (
-            status.infused_ul if step.direction is PumpDirection.INFUSE else status.withdrawn_ul
-        ) - self._baseline_ul
+        moved_ul = _moved_ul(status, step.direction) - watch.baseline_ul
         shortfall_ul = step.target_volume_ul - moved_ul
         if shortfall_ul > max(SHORTFALL_REL * step.target_volume_ul, SHORTFALL_UL):
             raise DeviceAlarm(
@@ -209,7 +208,7 @@ class StepRunner:
                 f"during {step.info.label()}",
                 alarm="stopped_early",
             )
-        self._next(index)
+        self._next(watch.index)
 
     # -- imaging -------------------------------------------------------------------
 

@@ -105,7 +105,6 @@ def test_image_step_errors_name_the_field(fields, fragment):
 
 def test_a_basler_emulated_camera_can_replace_the_simulated_one(tmp_path):
     """The same protocol with pylon's camera emulation in the simulated microscope."""
-    pytest.importorskip("pypylon")
     from chipctl.config import parse_config, reference_rig_config
 
     text = reference_rig_config().text
@@ -144,8 +143,6 @@ def test_a_basler_emulated_camera_can_replace_the_simulated_one(tmp_path):
 
 
 def test_frames_can_be_stored_compressed_and_read_back(tmp_path):
-    pytest.importorskip("hdf5plugin")
-    pytest.importorskip("blosc2")
     from chipctl.config import parse_config, reference_rig_config
 
     config = parse_config(reference_rig_config().text + 'compression = "lz4"\n', "lz4.toml")
