@@ -6,12 +6,12 @@ protocol simulated in seconds). A meta-test forbids ``time.sleep``, ``time.time`
 ``time.monotonic`` anywhere else.
 
 Times are seconds (``t_s``) from an arbitrary origin; only differences are meaningful.
-Wall-clock (UTC) time is only used for labelling a run, through :meth:`Clock.utc_now`.
+Wall-clock (UTC) time is not a clock's business: it only labels a run file (when the run
+really happened, simulated or not) and is read where the run file is written.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import threading
 import time
 from typing import Protocol, runtime_checkable
@@ -40,10 +40,6 @@ class Clock(Protocol):
         """Block until :meth:`now_s` reaches ``t_s`` (returns at once if it already has)."""
         ...
 
-    def utc_now(self) -> _dt.datetime:
-        """Return the wall-clock time (timezone-aware UTC), for labels only."""
-        ...
-
 
 class RealClock:
     """Monotonic real time.
@@ -67,10 +63,6 @@ class RealClock:
     def sleep_until_s(self, t_s: float) -> None:
         """Sleep until the monotonic clock reaches ``t_s``."""
         self.sleep_s(t_s - time.monotonic())
-
-    def utc_now(self) -> _dt.datetime:
-        """Return the current UTC time."""
-        return _dt.datetime.now(_dt.UTC)
 
 
 class ScaledClock:
@@ -102,10 +94,6 @@ class ScaledClock:
         """Sleep until the scaled time reaches ``t_s``."""
         self.sleep_s(t_s - self.now_s())
 
-    def utc_now(self) -> _dt.datetime:
-        """Return the current UTC time (wall time, not scaled)."""
-        return _dt.datetime.now(_dt.UTC)
-
 
 class VirtualClock:
     """Simulated time: sleeping returns at once and moves time forward.
@@ -115,17 +103,13 @@ class VirtualClock:
 
     Args:
         start_s: the initial time.
-        epoch_utc: the wall-clock label of ``start_s``; defaults to the real UTC time at
-            construction, so a simulated run is labelled with when it was made.
     """
 
     is_virtual = True
 
-    def __init__(self, start_s: float = 0.0, epoch_utc: _dt.datetime | None = None) -> None:
+    def __init__(self, start_s: float = 0.0) -> None:
         """Create a virtual clock at ``start_s``."""
         self._now_s = float(start_s)
-        self._start_s = float(start_s)
-        self._epoch_utc = epoch_utc or _dt.datetime.now(_dt.UTC)
         self._lock = threading.Lock()
 
     def now_s(self) -> float:
@@ -148,9 +132,3 @@ class VirtualClock:
     def advance_s(self, duration_s: float) -> None:
         """Move time forward by ``duration_s``; an alias of :meth:`sleep_s` for tests."""
         self.sleep_s(duration_s)
-
-    def utc_now(self) -> _dt.datetime:
-        """Return the epoch label plus the virtual time elapsed."""
-        with self._lock:
-            elapsed_s = self._now_s - self._start_s
-        return self._epoch_utc + _dt.timedelta(seconds=elapsed_s)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from drivers.roles import Syringe
 
-__all__ = ["SYRINGES", "lookup_syringe", "syringe_names"]
+__all__ = ["SYRINGES", "lookup_syringe"]
 
 
 def _s(name: str, inner_diameter_mm: float, volume_ml: float) -> Syringe:
@@ -63,11 +63,6 @@ SYRINGES: dict[str, Syringe] = {
 }
 
 _BY_KEY = {" ".join(name.lower().split()): s for name, s in SYRINGES.items()}
-
-
-def syringe_names() -> list[str]:
-    """Return the library's syringe names, sorted."""
-    return sorted(SYRINGES)
 
 
 def lookup_syringe(name: str) -> Syringe:

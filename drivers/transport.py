@@ -16,7 +16,7 @@ Implementations here:
 - :class:`LoggingTransport`: wraps any transport and logs every byte at DEBUG, optionally
   recording a JSON-lines transcript.
 
-The reading helpers (:func:`read_until`, :func:`read_frame`, :func:`read_exactly`) use a
+The reading helpers (:func:`read_until`, :func:`read_frame`) use a
 *silence* timeout: they give up when no new byte arrived for ``timeout_s``. That bounds
 every read without needing a clock, on real and on virtual time alike.
 """
@@ -39,7 +39,6 @@ __all__ = [
     "LoggingTransport",
     "SerialTransport",
     "Transport",
-    "read_exactly",
     "read_frame",
     "read_until",
 ]
@@ -183,24 +182,6 @@ def read_until(
     return read_frame(
         transport,
         lambda buf: terminator in buf,
-        timeout_s=timeout_s,
-        device=device,
-        sent=sent,
-    )
-
-
-def read_exactly(
-    transport: Transport,
-    n_bytes: int,
-    *,
-    timeout_s: float,
-    device: str | None = None,
-    sent: bytes | None = None,
-) -> bytes:
-    """Read at least ``n_bytes`` bytes; see :func:`read_frame` for the timeout rule."""
-    return read_frame(
-        transport,
-        lambda buf: len(buf) >= n_bytes,
         timeout_s=timeout_s,
         device=device,
         sent=sent,
@@ -435,7 +416,7 @@ class LoggingTransport:
 
     Traffic goes to the ``drivers.transport.wire`` logger at DEBUG. With ``record_to`` a
     JSON-lines transcript is written too (one object per write/read: ``dir``, ``hex``),
-    which :class:`drivers.testing.ReplayTransport` can replay.
+    for bench debugging and for turning a hardware session into scripted exchange tests.
     """
 
     wire_logger = logging.getLogger("drivers.transport.wire")
