@@ -62,20 +62,45 @@ SIM_FLOW_NOISE_UL_MIN = 0.1
 
 
 @dataclass(frozen=True)
+class BuildContext:
+    """What a driver builder may use besides its config.
+
+    Args:
+        clock: the clock every driver waits on.
+        transport: the device's link, or None for a device without a serial link.
+        bench: the simulated chip, on a simulated rig that has one.
+    """
+
+    clock: Clock
+    transport: Transport | None = None
+    bench: Any = None
+
+    def link(self, cfg: DeviceConfig) -> Transport:
+        """Return the transport of a serial device."""
+        if self.transport is None:
+            raise ConfigError("", f"devices.{cfg.name}.link", "this device needs a serial link")
+        return self.transport
+
+
+@dataclass(frozen=True)
 class DriverSpec:
     """How to build one kind of device.
 
     Args:
-        role: ``"pump"``, ``"valve"`` or ``"flow"``.
-        build: makes the driver from its config, transport and clock (no I/O).
+        role: ``"pump"``, ``"valve"``, ``"flow"`` or ``"microscope"``.
+        build: makes the device from its config and the build context (no I/O).
         emulator: the ``sim://`` emulator name that speaks this driver's protocol.
         options: the driver-specific config keys it accepts.
+        serial: whether the device talks over a serial link (a transport is made for it).
+        after_build: registers what the device adds beyond its role on the rig.
     """
 
     role: str
-    build: Callable[[DeviceConfig, Transport, Clock], Device]
+    build: Callable[[DeviceConfig, BuildContext], Device]
     emulator: str
     options: frozenset[str] = frozenset()
+    serial: bool = True
+    after_build: Callable[[Rig, DeviceConfig, Device], None] | None = None
 
 
 # -- option helpers ------------------------------------------------------------------
@@ -148,20 +173,20 @@ def contents_nm(cfg: DeviceConfig) -> dict[str, float]:
 # -- driver builders -----------------------------------------------------------------
 
 
-def _build_harvard(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+def _build_harvard(cfg: DeviceConfig, ctx: BuildContext) -> Device:
     from drivers.harvard.pump import HarvardPump
 
     return HarvardPump(
-        transport,
+        ctx.link(cfg),
         name=cfg.name,
         syringe=_need_syringe(cfg),
         address=_int_address(cfg, 0),
         model=cfg.model or "phd-ultra",
-        clock=clock,
+        clock=ctx.clock,
     )
 
 
-def _build_newera(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+def _build_newera(cfg: DeviceConfig, ctx: BuildContext) -> Device:
     from drivers.newera.pump import NewEraPump
 
     timeout_s = 10
@@ -175,11 +200,11 @@ def _build_newera(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Devi
             raise ConfigError("", where, "the pump takes whole seconds, 1 s to 255 s")
         timeout_s = round(seconds)
     return NewEraPump(
-        transport,
+        ctx.link(cfg),
         name=cfg.name,
         syringe=_need_syringe(cfg),
         address=_int_address(cfg, 0),
-        clock=clock,
+        clock=ctx.clock,
         safe_mode=_bool_option(cfg, "safe_mode", False),
         safe_timeout_s=timeout_s,
         model=cfg.model or "NE-1000",
@@ -193,7 +218,7 @@ def _cavro_address(cfg: DeviceConfig) -> str:
     return address
 
 
-def _build_cavro(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+def _build_cavro(cfg: DeviceConfig, ctx: BuildContext) -> Device:
     from drivers.cavro.pump import CavroPump
 
     n_ports = _positive_int(cfg, "n_ports", 6)
@@ -203,39 +228,35 @@ def _build_cavro(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Devic
     if output is not None and output_port is None:
         raise ConfigError("", f"devices.{cfg.name}.output_port", f"no port named {output!r}")
     return CavroPump(
-        transport,
+        ctx.link(cfg),
         name=cfg.name,
         syringe=_need_syringe(cfg),
         address=_cavro_address(cfg),
-        clock=clock,
+        clock=ctx.clock,
         n_ports=n_ports,
         model=cfg.model or "XLP6000",
         output_port=output_port,
     )
 
 
-def _build_idex(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+def _build_idex(cfg: DeviceConfig, ctx: BuildContext) -> Device:
     from drivers.idex.valve import IdexValve
 
     n_positions = _positive_int(cfg, "n_positions", 10)
     port_names(cfg, n_positions)
-    return IdexValve(transport, name=cfg.name, n_positions=n_positions, clock=clock)
+    return IdexValve(ctx.link(cfg), name=cfg.name, n_positions=n_positions, clock=ctx.clock)
 
 
-def _build_sensirion(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
+def _build_sensirion(cfg: DeviceConfig, ctx: BuildContext) -> Device:
     from drivers.sensirion.flow import SensirionFlowSensor
 
     return SensirionFlowSensor(
-        transport,
+        ctx.link(cfg),
         name=cfg.name,
-        clock=clock,
+        clock=ctx.clock,
         sensor=cfg.model or "SLF3S-1300F",
         liquid=_string_option(cfg, "liquid", "water"),
     )
-
-
-def _unbuildable(cfg: DeviceConfig, transport: Transport, clock: Clock) -> Device:
-    raise ConfigError("", f"devices.{cfg.name}.driver", "is built by the rig assembly itself")
 
 
 #: Default exposure of each simulated channel preset.
@@ -291,8 +312,9 @@ def _compression_option(cfg: DeviceConfig) -> str | None:
         raise ConfigError("", f"devices.{cfg.name}.compression", str(exc)) from None
 
 
-def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> MicroscopeDevice:
+def _build_sim_microscope(cfg: DeviceConfig, ctx: BuildContext) -> Device:
     """The simulated microscope over the simulated chip: camera, stage, channel lights."""
+    bench, clock = ctx.bench, ctx.clock
     from drivers.camera.rendered import ChannelLight, RenderedCamera, RenderedStage
     from drivers.camera.roles import ChannelPreset, Microscope, StagePosition
 
@@ -359,11 +381,22 @@ def _build_sim_microscope(cfg: DeviceConfig, bench: Any, clock: Clock) -> Micros
     return MicroscopeDevice(name=cfg.name, microscope=microscope, setup=setup, lights=lights)
 
 
+def _cavro_extras(rig: Rig, cfg: DeviceConfig, device: Device) -> None:
+    """A Cavro is also a valve (its distribution valve), and may home after connecting."""
+    from drivers.cavro.pump import CavroPump
+    from drivers.cavro.valve import CavroValve
+
+    assert isinstance(device, CavroPump)
+    rig.valve_views[cfg.name] = CavroValve(device)
+    if _bool_option(cfg, "initialize", False):
+        rig.after_connect[cfg.name] = device.initialize
+
+
 #: driver name in the config -> how to build it
 DRIVERS: dict[str, DriverSpec] = {
     "sim-microscope": DriverSpec(
         "microscope",
-        _unbuildable,
+        _build_sim_microscope,
         "microscope",
         frozenset(
             {
@@ -377,6 +410,7 @@ DRIVERS: dict[str, DriverSpec] = {
                 "compression",
             }
         ),
+        serial=False,
     ),
     "harvard": DriverSpec("pump", _build_harvard, "harvard", _PUMP_WIRING),
     "newera": DriverSpec(
@@ -387,6 +421,7 @@ DRIVERS: dict[str, DriverSpec] = {
         _build_cavro,
         "cavro",
         _PUMP_WIRING | {"n_ports", "ports", "output_port", "initialize"},
+        after_build=_cavro_extras,
     ),
     "idex": DriverSpec("valve", _build_idex, "idex", frozenset({"n_positions", "ports"})),
     "sensirion-flow": DriverSpec(
@@ -760,47 +795,32 @@ def build_rig(config: InstrumentConfig, *, clock: Clock, seed: int = 0) -> Rig:
         world, emulators, bench = build_emulators(config, seed=seed, start_s=clock.now_s())
     rig = Rig(config, clock, {}, {}, {}, world, emulators, bench)
     for link, cfgs in _links(config).items():
-        if _spec(cfgs[0], config.source).role == "microscope":
-            cfg = cfgs[0]
-            try:
-                rig.devices[cfg.name] = _build_sim_microscope(cfg, bench, clock)
-            except ConfigError as exc:
-                raise ConfigError(config.source, exc.where, exc.message) from None
-            rig.roles[cfg.name] = "microscope"
-            continue
-        if config.simulated:
-            inner: Transport = EmulatorTransport(emulators[link], clock, name=link)
-        else:
-            try:
-                inner = SerialTransport.from_url(link, name=link)
-            except ValueError as exc:
-                raise ConfigError(config.source, f"devices.{cfgs[0].name}.link", str(exc)) from None
-        rig.transports[link] = LoggingTransport(inner)
+        transport: Transport | None = None
+        if _spec(cfgs[0], config.source).serial:
+            if config.simulated:
+                inner: Transport = EmulatorTransport(emulators[link], clock, name=link)
+            else:
+                try:
+                    inner = SerialTransport.from_url(link, name=link)
+                except ValueError as exc:
+                    where = f"devices.{cfgs[0].name}.link"
+                    raise ConfigError(config.source, where, str(exc)) from None
+            transport = LoggingTransport(inner)
+            rig.transports[link] = transport
+        context = BuildContext(clock, transport, bench)
         for cfg in cfgs:
             spec = _spec(cfg, config.source)
             try:
-                device = spec.build(cfg, rig.transports[link], clock)
+                device = spec.build(cfg, context)
             except ConfigError as exc:
                 raise ConfigError(config.source, exc.where, exc.message) from None
             except ValueError as exc:
                 raise ConfigError(config.source, f"devices.{cfg.name}", str(exc)) from None
             rig.devices[cfg.name] = device
             rig.roles[cfg.name] = spec.role
-            _extras(rig, cfg, device)
+            if spec.after_build is not None:
+                spec.after_build(rig, cfg, device)
     return rig
-
-
-def _extras(rig: Rig, cfg: DeviceConfig, device: Device) -> None:
-    """Register what one device adds beyond its role (a Cavro's valve and initialisation)."""
-    if cfg.driver != "cavro":
-        return
-    from drivers.cavro.pump import CavroPump
-    from drivers.cavro.valve import CavroValve
-
-    assert isinstance(device, CavroPump)
-    rig.valve_views[cfg.name] = CavroValve(device)
-    if _bool_option(cfg, "initialize", False):
-        rig.after_connect[cfg.name] = device.initialize
 
 
 def serve_on_ptys(emulators: dict[str, Any], now_s: Callable[[], float]) -> Any:

@@ -80,17 +80,17 @@ def test_layering_by_grep():
 
 def test_every_driver_constructor_does_no_io():
     from chipctl.config import DeviceConfig
-    from chipctl.rig import DRIVERS
+    from chipctl.rig import DRIVERS, BuildContext
     from drivers.clock import VirtualClock
     from drivers.syringes import lookup_syringe
     from drivers.testing import ScriptedTransport
 
     for name, spec in DRIVERS.items():
-        if spec.role == "microscope":
-            continue  # not built from a transport (chipctl.rig builds it over the chip)
+        if not spec.serial:
+            continue  # no link to write to: built over the simulated chip
         transport = ScriptedTransport([])
         cfg = DeviceConfig(
             name="dev", driver=name, link="sim://x/y", syringe=lookup_syringe("BD Plastipak 10 mL")
         )
-        spec.build(cfg, transport, VirtualClock())
+        spec.build(cfg, BuildContext(VirtualClock(), transport))
         assert transport.writes == [], f"{name}: constructor wrote {transport.writes}"
