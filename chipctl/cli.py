@@ -169,7 +169,7 @@ class _Progress:
         total_s = max(status.expected_duration_s, 1e-9)
         fraction = min(status.t_s / total_s, 1.0)
         step = f"step {status.step_index + 1}/{status.n_steps}"
-        label = status.step_label.partition(" ")[2].partition(" ")[2] or ""
+        label = status.step_name
         t = f"{format_duration(status.t_s)} / {format_duration(status.expected_duration_s)}"
         if self.tty:
             bar = "#" * int(fraction * 30)

@@ -66,6 +66,7 @@ class RunStatus:
         t_s: time since the run started (run clock).
         expected_duration_s: the preflight's predicted duration.
         message: why the run ended, when it has.
+        step_name: the current step's name (empty if it has none).
     """
 
     state: RunState
@@ -75,6 +76,7 @@ class RunStatus:
     t_s: float
     expected_duration_s: float
     message: str = ""
+    step_name: str = ""
 
 
 class Run:
@@ -193,6 +195,7 @@ class Run:
                 t_s,
                 self.preflight.duration_s,
                 self._message,
+                (self.protocol.steps[index].info.name or "") if index >= 0 else "",
             )
 
     def abort(self, reason: str = "operator abort") -> None:
