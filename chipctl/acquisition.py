@@ -72,6 +72,8 @@ __all__ = [
     "Acquisition",
     "AcquisitionSummary",
     "FluidicState",
+    "FrameListener",
+    "FrameRecord",
     "ImagingPlan",
     "parse_compression",
     "writer_supports_stack_attrs",
@@ -306,6 +308,34 @@ class ImagingPlan:
 
 
 @dataclass(frozen=True)
+class FrameRecord:
+    """What listeners learn about each frame as it is handed to the writer.
+
+    Args:
+        position: the position name.
+        channel: the channel name.
+        index: the frame's index in its stack.
+        t_s: when the frame was taken (run time).
+        t_point_s: the time point's nominal time (run time).
+        pixel_size_um: pixel size at the sample, if known.
+        state: the fluidic quantities recorded with the frame.
+    """
+
+    position: str
+    channel: str
+    index: int
+    t_s: float
+    t_point_s: float
+    pixel_size_um: float | None
+    state: Mapping[str, float]
+
+
+#: A frame listener: called on the engine thread with each frame; it must return at once
+#: (queue the work) and must not modify the pixels.
+FrameListener = Callable[[FrameRecord, "np.ndarray[Any, Any]"], None]
+
+
+@dataclass(frozen=True)
 class AcquisitionSummary:
     """What one time point did.
 
@@ -380,6 +410,8 @@ class Acquisition:
         self.move_timeout_s = float(move_timeout_s)
         self._counts = {(p, c): 0 for p in plan.positions for c in plan.channels}
         self._declared = False
+        #: called with each frame after it is handed to the writer (see FrameListener)
+        self.frame_listeners: list[FrameListener] = []
 
     def declare(self) -> None:
         """Declare every frame stack and metadata table in the writer (before ``open``).
@@ -528,6 +560,18 @@ class Acquisition:
             row[name] = [value]
         self.writer.append_frame(img.frames_path(*key), got)
         self.writer.append_rows(img.meta_path(*key), row)
+        if self.frame_listeners:
+            record = FrameRecord(
+                position,
+                image.channel,
+                self._counts[key],
+                t_frame_s,
+                t_point_s,
+                self.plan.pixel_size_um,
+                dict(state),
+            )
+            for listener in self.frame_listeners:
+                listener(record, got)
         self._counts[key] += 1
 
 

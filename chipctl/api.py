@@ -12,15 +12,16 @@ hardware links, chipctl drives the hardware or fails, never falls back to the si
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chipctl.config import InstrumentConfig, load_config, reference_rig_config
 from chipctl.engine.run import Run, RunState, RunStatus
-from chipctl.errors import InputError
-from chipctl.protocol.loader import load_protocol
+from chipctl.errors import InputError, ProtocolError
+from chipctl.protocol.loader import load_protocol, parse_protocol
 from chipctl.protocol.model import Protocol
 from chipctl.protocol.preflight import Preflight, preflight
 from chipctl.rig import Rig, build_rig
@@ -29,11 +30,14 @@ from chipctl.session import telemetry_spec
 from drivers.clock import Clock, RealClock, ScaledClock, VirtualClock
 
 __all__ = [
+    "RunHandle",
     "RunResult",
+    "apply_syringes",
     "check_protocol",
     "default_run_path",
     "make_clock",
     "open_rig",
+    "prepare_run",
     "resolve_config",
     "run_protocol",
 ]
@@ -123,20 +127,58 @@ def open_rig(
     return build_rig(cfg, clock=clock or make_clock(cfg), seed=seed)
 
 
+def _load(protocol: str | Path | Protocol, parameters: Mapping[str, str] | None) -> Protocol:
+    if isinstance(protocol, Protocol):
+        if parameters:
+            return parse_protocol(protocol.text, protocol.source, parameters)
+        return protocol
+    return load_protocol(str(protocol), parameters)
+
+
+def apply_syringes(config: InstrumentConfig, protocol: Protocol) -> InstrumentConfig:
+    """Return ``config`` with the syringe contents the protocol declares.
+
+    The protocol says what each syringe holds for this experiment; the config's
+    ``contents`` are the rig's default. On a simulated rig the contents decide what the
+    simulated chip receives.
+
+    Raises:
+        ProtocolError: the protocol declares a syringe for a pump the rig lacks.
+    """
+    if not protocol.syringes:
+        return config
+    devices = dict(config.devices)
+    for pump, contents in protocol.syringes.items():
+        device = devices.get(pump)
+        if device is None or config.devices[pump].syringe is None:
+            known = ", ".join(n for n, d in config.devices.items() if d.syringe is not None)
+            raise ProtocolError(
+                protocol.source, f"[syringes.{pump}]: no pump {pump!r} on this rig (pumps: {known})"
+            )
+        if contents.contents_nm or "contents" in device.options:
+            options = dict(device.options)
+            options["contents"] = {drug: f"{nm:g} nM" for drug, nm in contents.contents_nm.items()}
+            devices[pump] = replace(device, options=options)
+    return replace(config, devices=devices)
+
+
 def check_protocol(
     protocol: str | Path | Protocol,
     config: InstrumentConfig | str | Path | None = None,
     *,
     sim: bool = False,
+    parameters: Mapping[str, str] | None = None,
+    out_dir: Path | None = None,
 ) -> tuple[Protocol, Preflight]:
     """Validate ``protocol`` and preflight it on the rig, without touching any device.
 
     Raises:
         ProtocolError / ConfigError: one line naming file, step and field.
     """
-    proto = protocol if isinstance(protocol, Protocol) else load_protocol(str(protocol))
-    rig = open_rig(config, sim=sim)
-    return proto, preflight(proto, rig)
+    proto = _load(protocol, parameters)
+    cfg = apply_syringes(resolve_config(config, sim=sim), proto)
+    rig = build_rig(cfg, clock=make_clock(cfg), seed=0)
+    return proto, preflight(proto, rig, out_dir=out_dir)
 
 
 def default_run_path(protocol_name: str, when: dt.datetime, folder: Path = Path("runs")) -> Path:
@@ -164,6 +206,7 @@ class RunResult:
         duration_s: run time on the run's clock.
         delivered_ul: net volume delivered by each pump (last status read).
         preflight: what preflight predicted.
+        alarms: the alarms raised during the run (``"source: message"``).
     """
 
     state: RunState
@@ -174,6 +217,7 @@ class RunResult:
     duration_s: float
     delivered_ul: dict[str, float] = field(default_factory=dict)
     preflight: Preflight | None = None
+    alarms: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -181,7 +225,90 @@ class RunResult:
         return self.state is RunState.COMPLETED
 
 
-def run_protocol(
+class RunHandle:
+    """A prepared run: validated, preflighted, its run file open; nothing has moved yet.
+
+    Args:
+        run: the run (its engine is not started).
+        writer: the run file's writer (open).
+        path: the run file.
+        config: the instrument config in effect.
+    """
+
+    def __init__(self, run: Run, writer: RunFileWriter, path: Path, config: InstrumentConfig):
+        """Hold the parts; :meth:`start` starts the engine."""
+        self.run = run
+        self.writer = writer
+        self.path = path
+        self.config = config
+        self._closed = False
+
+    @property
+    def preflight(self) -> Preflight:
+        """Return the run's preflight."""
+        return self.run.preflight
+
+    def start(self) -> None:
+        """Start the engine thread."""
+        self.run.start()
+
+    def wait(
+        self,
+        on_status: Callable[[RunStatus], None] | None = None,
+        interval_s: float = STATUS_INTERVAL_S,
+    ) -> RunResult:
+        """Wait for the run to end, close the run file, and say how it ended.
+
+        A KeyboardInterrupt (or any exception) while waiting aborts the run, waits for the
+        engine to stop the pumps, closes the file, and is raised again.
+        """
+        final = RunState.FAILED
+        try:
+            thread = self.run._thread
+            while thread is not None and thread.is_alive():
+                thread.join(interval_s)
+                if on_status is not None:
+                    on_status(self.run.status())
+            final = self.run.status().state
+        except BaseException:
+            self.run.abort("interrupted")
+            self.run.join()
+            final = self.run.status().state
+            raise
+        finally:
+            self.close(final)
+        return self.result()
+
+    def close(self, final: RunState | None = None) -> None:
+        """Close the run file with the run's final state (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        state = final or self.run.status().state
+        self.writer.close(state.value if state.finished else "failed", _wall_utc().isoformat())
+
+    def result(self) -> RunResult:
+        """Return how the run ended."""
+        status = self.run.status()
+        delivered = {
+            name: values["delivered_ul"]
+            for name, values in self.run.session.last_values.items()
+            if self.run.rig.roles.get(name) == "pump"
+        }
+        return RunResult(
+            state=status.state,
+            message=status.message,
+            path=self.path,
+            protocol=self.run.protocol,
+            simulated=self.config.simulated,
+            duration_s=status.t_s,
+            delivered_ul=delivered,
+            preflight=self.run.preflight,
+            alarms=status.alarms,
+        )
+
+
+def prepare_run(
     protocol: str | Path | Protocol,
     config: InstrumentConfig | str | Path | None = None,
     *,
@@ -190,29 +317,19 @@ def run_protocol(
     seed: int = 0,
     realtime: bool = False,
     speed: float | None = None,
-    on_status: Callable[[RunStatus], None] | None = None,
-    run_ready: Callable[[Run], None] | None = None,
-) -> RunResult:
-    """Validate, preflight and run ``protocol``, writing one run file; block until it ends.
+    parameters: Mapping[str, str] | None = None,
+    live_analysis: bool = True,
+) -> RunHandle:
+    """Validate, compile and preflight ``protocol``, and create its run file.
 
-    Args:
-        protocol: a path, a built-in name, or a :class:`Protocol`.
-        config: an instrument config (path or parsed), for hardware or a custom rig.
-        sim: run on the simulated reference rig instead.
-        out: the run file (default ``runs/<UTC time>_<protocol>.h5``).
-        seed: the simulated world's seed (chooses the patient and the tumoroids).
-        realtime: run a simulated rig on the real clock.
-        speed: run a simulated rig on a real clock this many times faster.
-        on_status: called with a status snapshot every ``STATUS_INTERVAL_S`` (real time).
-        run_ready: called with the :class:`Run` before it starts (to keep a handle for
-            :meth:`Run.abort`, e.g. from a signal handler).
+    Nothing moves until :meth:`RunHandle.start`. Arguments as for :func:`run_protocol`.
 
     Raises:
         ProtocolError / ConfigError / InputError: bad input, before anything moves.
         RunFileError: the run file cannot be created.
     """
-    proto = protocol if isinstance(protocol, Protocol) else load_protocol(str(protocol))
-    cfg = resolve_config(config, sim=sim)
+    proto = _load(protocol, parameters)
+    cfg = apply_syringes(resolve_config(config, sim=sim), proto)
     clock = make_clock(cfg, realtime=realtime, speed=speed)
     rig = build_rig(cfg, clock=clock, seed=seed)
     started = _wall_utc()
@@ -231,40 +348,65 @@ def run_protocol(
             "instrument": cfg.name,
             "clock": _clock_label(clock),
             "protocol_source": proto.source,
+            "parameters": json.dumps(proto.overrides()),
         },
     )
-    run = Run(proto, rig, writer)  # preflight happens here, before the file exists
+    # compile and preflight happen here, before the file exists
+    run = Run(proto, rig, writer, out_dir=path.parent, live_analysis=live_analysis)
     writer.open()
-    final = RunState.FAILED
+    return RunHandle(run, writer, path, cfg)
+
+
+def run_protocol(
+    protocol: str | Path | Protocol,
+    config: InstrumentConfig | str | Path | None = None,
+    *,
+    sim: bool = False,
+    out: str | Path | None = None,
+    seed: int = 0,
+    realtime: bool = False,
+    speed: float | None = None,
+    parameters: Mapping[str, str] | None = None,
+    on_status: Callable[[RunStatus], None] | None = None,
+    run_ready: Callable[[Run], None] | None = None,
+    live_analysis: bool = True,
+) -> RunResult:
+    """Validate, preflight and run ``protocol``, writing one run file; block until it ends.
+
+    Args:
+        protocol: a path, a built-in name, or a :class:`Protocol`.
+        config: an instrument config (path or parsed), for hardware or a custom rig.
+        sim: run on the simulated reference rig instead.
+        out: the run file (default ``runs/<UTC time>_<protocol>.h5``).
+        seed: the simulated world's seed (chooses the patient and the tumoroids).
+        realtime: run a simulated rig on the real clock.
+        speed: run a simulated rig on a real clock this many times faster.
+        parameters: protocol parameter overrides (``{"exposure": "48 h"}``).
+        on_status: called with a status snapshot every ``STATUS_INTERVAL_S`` (real time).
+        run_ready: called with the :class:`Run` before it starts (to keep a handle for
+            :meth:`Run.abort`, e.g. from a signal handler).
+        live_analysis: analyse images while the run goes on.
+
+    Raises:
+        ProtocolError / ConfigError / InputError: bad input, before anything moves.
+        RunFileError: the run file cannot be created.
+    """
+    handle = prepare_run(
+        protocol,
+        config,
+        sim=sim,
+        out=out,
+        seed=seed,
+        realtime=realtime,
+        speed=speed,
+        parameters=parameters,
+        live_analysis=live_analysis,
+    )
     try:
         if run_ready is not None:
-            run_ready(run)
-        thread = run.start()
-        while thread.is_alive():
-            thread.join(STATUS_INTERVAL_S)
-            if on_status is not None:
-                on_status(run.status())
-        status = run.status()
-        final = status.state
+            run_ready(handle.run)
+        handle.start()
     except BaseException:
-        run.abort("interrupted")
-        run.join()
-        final = run.status().state
+        handle.close(RunState.FAILED)
         raise
-    finally:
-        writer.close(final.value if final.finished else "failed", _wall_utc().isoformat())
-    delivered = {
-        name: values["delivered_ul"]
-        for name, values in run.session.last_values.items()
-        if rig.roles[name] == "pump"
-    }
-    return RunResult(
-        state=status.state,
-        message=status.message,
-        path=path,
-        protocol=proto,
-        simulated=cfg.simulated,
-        duration_s=status.t_s,
-        delivered_ul=delivered,
-        preflight=run.preflight,
-    )
+    return handle.wait(on_status)

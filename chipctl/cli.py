@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from chipctl.errors import ChipctlError, InputError
 from drivers.errors import DeviceError
@@ -40,6 +40,26 @@ def _add_rig_choice(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--config", metavar="FILE", type=Path, help="instrument config (TOML) of your rig"
     )
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="override a protocol parameter (repeatable), e.g. --set exposure='48 h'",
+    )
+
+
+def _parameters(pairs: Sequence[str]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--set {pair!r}: expected NAME=VALUE")
+        result[name.strip()] = value.strip()
+    return result
 
 
 def _build_parser() -> _Parser:
@@ -70,6 +90,10 @@ def _build_parser() -> _Parser:
         "--speed", type=float, metavar="X", help="run the simulated rig X times faster than real"
     )
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_set(run)
+    run.add_argument(
+        "--no-analysis", action="store_true", help="do not analyse images during the run"
+    )
 
     check = commands.add_parser(
         "check",
@@ -78,6 +102,11 @@ def _build_parser() -> _Parser:
     )
     check.add_argument("protocol", metavar="PROTOCOL", help="protocol file or built-in name")
     _add_rig_choice(check)
+    _add_set(check)
+    check.add_argument("--json", action="store_true", help="print the preflight as JSON")
+    check.add_argument(
+        "--out", metavar="FILE", type=Path, help="where the run file would go (disk check)"
+    )
 
     commands.add_parser(
         "protocols",
@@ -187,6 +216,48 @@ class _Progress:
             self.stream.flush()
 
 
+class _Interrupts:
+    """Ctrl-C during a run: the first pauses it and asks, the second aborts it.
+
+    While paused, Enter on a terminal resumes. Both go through the run's thread-safe
+    calls, so the engine thread does the device work (pumps stop within a second).
+    """
+
+    def __init__(self, holder: list[Any], stream: TextIO) -> None:
+        self.holder = holder
+        self.stream = stream
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.holder:
+            raise KeyboardInterrupt
+        run = self.holder[0]
+        self.count += 1
+        if self.count == 1:
+            run.pause("Ctrl-C")
+            self.stream.write(
+                "\npaused (Ctrl-C): press Enter to resume, or Ctrl-C again to abort\n"
+            )
+            self.stream.flush()
+            if sys.stdin is not None and sys.stdin.isatty():
+                threading.Thread(target=self._wait_enter, daemon=True).start()
+        else:
+            self.stream.write("\naborting: stopping the pumps\n")
+            self.stream.flush()
+            run.abort("operator abort (Ctrl-C twice)")
+
+    def _wait_enter(self) -> None:
+        try:
+            sys.stdin.readline()
+        except (OSError, ValueError):
+            return
+        if self.count == 1 and self.holder:
+            self.count = 0
+            self.holder[0].resume()
+            self.stream.write("resumed\n")
+            self.stream.flush()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import chipctl.api as api
     from chipctl.engine.run import Run
@@ -201,7 +272,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.speed is not None:
         api.make_clock(cfg, speed=args.speed)  # checks the range, one clear line
     # everything the user typed is checked before the banner, so bad input is one line
-    protocol, _ = api.check_protocol(args.protocol, cfg)
+    parameters = _parameters(args.set)
+    protocol, _ = api.check_protocol(args.protocol, cfg, parameters=parameters)
     clock_label = (
         f"{args.speed:g}x real time"
         if args.speed
@@ -221,7 +293,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if holder:
             holder[0].abort("terminated (SIGTERM)")
 
+    interrupts = _Interrupts(holder, sys.stderr)
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous_int = signal.signal(signal.SIGINT, interrupts)
     try:
         result = api.run_protocol(
             protocol,
@@ -230,8 +304,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             seed=args.seed,
             realtime=args.realtime,
             speed=args.speed,
+            parameters=parameters,
             on_status=progress,
             run_ready=holder.append,
+            live_analysis=not args.no_analysis,
         )
     except KeyboardInterrupt:
         progress.done()
@@ -239,6 +315,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_RUN_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     progress.done()
     volumes = ", ".join(f"{n} {v:.6g} uL" for n, v in result.delivered_ul.items())
     mode = "simulated" if result.simulated else "hardware"
@@ -253,20 +330,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     import chipctl.api as api
-    from chipctl.units import format_duration
 
     _need_rig_choice(args)
     cfg = api.resolve_config(args.config, sim=args.sim)
-    protocol, pre = api.check_protocol(args.protocol, cfg)
-    print(f"{protocol.source}: OK: {protocol.name}, {len(protocol.steps)} steps on {cfg.name}")
-    print(f"  duration: {format_duration(pre.duration_s)}")
-    if pre.frames:
-        print(f"  images: {pre.frames} frames, {pre.image_bytes / 1e9:.2f} GB uncompressed")
-    for name in sorted(set(pre.infused_ul) | set(pre.withdrawn_ul)):
-        print(
-            f"  {name}: infuses {pre.infused_ul.get(name, 0.0):g} uL, "
-            f"withdraws {pre.withdrawn_ul.get(name, 0.0):g} uL"
-        )
+    out_dir = (args.out or Path("runs") / "x.h5").parent
+    protocol, pre = api.check_protocol(
+        args.protocol, cfg, parameters=_parameters(args.set), out_dir=out_dir
+    )
+    if args.json:
+        print(pre.json_text())
+        return EXIT_OK
+    print(f"{protocol.source}: OK: {protocol.name} on {cfg.name}")
+    print(pre.table())
     return EXIT_OK
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from chipctl.chip import ChipConfig, parse_chip
 from chipctl.errors import ConfigError
 from chipctl.units import DURATION, LENGTH, VOLUME, UnitError, parse_quantity
 from drivers.roles import Syringe
@@ -130,6 +131,9 @@ class InstrumentConfig:
         telemetry_period_s: the device polling period.
         devices: the devices by name, in file order.
         faults: faults to inject (simulated rigs only), in time order.
+        chip: the chip description (``[chip]``), if the config has one.
+        interlocks: the ``[interlocks]`` table: the rig's default interlock settings, checked
+            by :mod:`chipctl.protocol.interlocks` (kept raw here: protocols override them).
     """
 
     name: str
@@ -138,6 +142,8 @@ class InstrumentConfig:
     telemetry_period_s: float
     devices: dict[str, DeviceConfig]
     faults: tuple[FaultSpec, ...] = ()
+    chip: ChipConfig | None = None
+    interlocks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:
@@ -224,7 +230,7 @@ def parse_config(text: str, source: str) -> InstrumentConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, None, f"not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"instrument", "devices", "fault"})
+    unknown = sorted(set(data) - {"instrument", "devices", "fault", "chip", "interlocks"})
     if unknown:
         raise ConfigError(source, None, f"unknown table(s) {', '.join(unknown)}")
     instrument = data.get("instrument", {})
@@ -258,6 +264,10 @@ def parse_config(text: str, source: str) -> InstrumentConfig:
     faults = _parse_faults(source, data.get("fault", []), devices)
     if faults and "sim" not in schemes:
         raise ConfigError(source, "fault", "faults can only be scheduled on a simulated rig")
+    chip = parse_chip(source, data["chip"]) if "chip" in data else None
+    interlocks = data.get("interlocks", {})
+    if not isinstance(interlocks, dict):
+        raise ConfigError(source, "interlocks", "must be a table")
     return InstrumentConfig(
         name=name,
         source=source,
@@ -265,6 +275,8 @@ def parse_config(text: str, source: str) -> InstrumentConfig:
         telemetry_period_s=period_s,
         devices=devices,
         faults=faults,
+        chip=chip,
+        interlocks=interlocks,
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "ProtocolError",
     "RunAborted",
     "RunFailed",
+    "RunStateError",
 ]
 
 
@@ -57,7 +58,7 @@ class ProtocolError(InputError):
         source: the protocol file (path or built-in name).
         message: what is wrong.
         line: the 1-based line in the file, where known.
-        step_index: the 1-based step number, for errors inside a step.
+        step_index: the step's number (1-based) or path (``"3/2.1"``), for errors in a step.
         step_name: the step's name, if it has one.
         field: the field concerned (``"rate"``, ``"pump"``...).
     """
@@ -68,7 +69,7 @@ class ProtocolError(InputError):
         message: str,
         *,
         line: int | None = None,
-        step_index: int | None = None,
+        step_index: int | str | None = None,
         step_name: str | None = None,
         field: str | None = None,
     ) -> None:
@@ -87,6 +88,14 @@ class ProtocolError(InputError):
             parts.append(f"field {field!r}")
         parts.append(message)
         super().__init__(": ".join(parts))
+
+
+class RunStateError(ChipctlError):
+    """Raised when a run is asked for something its state does not allow (exit 1).
+
+    For example: manual control while the protocol is running, or resuming a run that is
+    not paused.
+    """
 
 
 class RunFailed(ChipctlError):

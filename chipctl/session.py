@@ -132,6 +132,8 @@ class Session:
         self.t0_s = rig.clock.now_s()
         self._connected: list[str] = []
         self._lost: set[str] = set()
+        #: When each device that is not answering was first found silent (run time).
+        self.lost_since: dict[str, float] = {}
         self._alarms: dict[str, str] = {}
         #: Called with (pump, alarm) when a pump reports a new alarm; the run engine fails
         #: the run then (the safe default until protocol interlocks choose other actions).
@@ -276,11 +278,13 @@ class Session:
                 except DeviceError:
                     continue
                 self._lost.discard(name)
+                self.lost_since.pop(name, None)
                 self.event(name, "reconnected", "link is back; state re-read from the device")
             try:
                 values = self._read(name, device)
             except TransportError as exc:
                 self._lost.add(name)
+                self.lost_since.setdefault(name, t_s)
                 self.event(name, "link_lost", str(exc))
                 continue
             except DeviceAlarm as exc:
@@ -293,7 +297,9 @@ class Session:
             self.recorder.telemetry(name, t_s, values)
         if self.rig.bench is not None:
             self.rig.world.advance_to(self.clock.now_s())
-            self.recorder.telemetry(CHIP, t_s, self.rig.bench.truth())
+            truth = self.rig.bench.truth()
+            self.last_values[CHIP] = truth
+            self.recorder.telemetry(CHIP, t_s, truth)
         # reported after every device was read and recorded, so the callback (which may
         # end the run) never leaves a device unread or an alarm unrecorded
         alarms, self._new_alarms = self._new_alarms, []

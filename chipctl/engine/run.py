@@ -4,30 +4,50 @@ Thread topology (DESIGN.md, "Concurrency"):
 
 - the **engine thread** (started by :meth:`Run.start`, or the caller's thread with
   :meth:`Run.run`) owns the session and every device: it runs the scheduler, which
-  executes protocol steps, telemetry polls and heartbeats in time order on the clock;
+  executes protocol steps, telemetry polls, interlock checks and heartbeats in time order
+  on the clock;
 - the **run-file writer thread** (inside :class:`chipctl.runfile.RunFileWriter`) owns the
   HDF5 file and is fed through a queue by the recorder calls;
-- **any other thread** (the CLI's main thread, later the GUI) only reads
-  :meth:`Run.status` snapshots and calls :meth:`Run.abort`, which is thread-safe.
+- the **analysis worker** (:class:`chipctl.analysis.live.LiveAnalysis`, when the protocol
+  images) segments frames off the engine thread;
+- **any other thread** (the CLI's main thread, the GUI) reads :meth:`Run.status`
+  snapshots and calls :meth:`Run.pause`, :meth:`Run.resume`, :meth:`Run.abort`,
+  :meth:`Run.confirm` and :meth:`Run.call_manual`: each is queued to the engine thread
+  (:meth:`Scheduler.call_soon_threadsafe`), so devices are only ever touched there.
+  Listeners (:meth:`Run.add_listener`) are called on the engine or analysis thread and
+  must return at once.
 
-States: ``idle -> running -> completed | aborted | failed``. Whatever ends the run (the
-last step, an abort, a device fault, an internal error), the engine thread stops every
-pump before it records the final state (:meth:`Session.close`).
+States::
+
+    idle -> running <-> paused
+    running | paused -> aborting -> aborted     (operator, an interlock, the protocol)
+    running | paused -> completed | failed
+
+Every transition is an event in the run file (source ``run``). Whatever ends the run (the
+last step, an abort, a device fault, a full disk, an internal error), the engine thread
+stops every pump and turns every valve that has a ``waste`` port to it before it records
+the final state.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import datetime as dt
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from chipctl.engine.listeners import ListenerSet, TeeRecorder
 from chipctl.engine.scheduler import Scheduler
-from chipctl.errors import ChipctlError, InputError
-from chipctl.protocol.model import ImageStep, Protocol
+from chipctl.errors import ChipctlError, InputError, RunStateError
+from chipctl.protocol.compile import CompiledProtocol, compile_protocol
+from chipctl.protocol.interlocks import InterlockMonitor, Trip, effective_interlocks
+from chipctl.protocol.model import ImageStep, Protocol, StepInfo, walk
 from chipctl.protocol.preflight import Preflight, preflight
 from chipctl.protocol.runner import StepRunner
 from chipctl.rig import Rig
@@ -38,12 +58,19 @@ __all__ = ["Run", "RunState", "RunStatus"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+#: How long after an abort request the pumps must be stopped (simulated seconds; tested).
+ABORT_DEADLINE_S = 1.0
+
 
 class RunState(Enum):
     """Where a run is in its life."""
 
     IDLE = "idle"
     RUNNING = "running"
+    PAUSED = "paused"
+    ABORTING = "aborting"
     COMPLETED = "completed"
     ABORTED = "aborted"
     FAILED = "failed"
@@ -60,13 +87,16 @@ class RunStatus:
 
     Args:
         state: the run's state.
-        step_index: 0-based index of the current step (-1 before the first).
-        step_label: ``"step 3 ('dose')"``.
-        n_steps: number of steps.
+        step_index: number of primitive steps started so far, minus one (-1 before the first).
+        step_label: ``"step 3 ('dose')"`` of the latest primitive step started.
+        n_steps: number of primitive steps in the protocol (repeats counted once).
         t_s: time since the run started (run clock).
         expected_duration_s: the preflight's predicted duration.
-        message: why the run ended, when it has.
-        step_name: the current step's name (empty if it has none).
+        message: why the run ended, or why it is paused.
+        step_name: the latest step's name (empty if it has none).
+        pending_prompt: the operator prompt waiting for :meth:`Run.confirm`, if any.
+        paused_s: total time spent paused so far.
+        alarms: the alarm events so far (``"source: message"``), newest last.
     """
 
     state: RunState
@@ -77,6 +107,18 @@ class RunStatus:
     expected_duration_s: float
     message: str = ""
     step_name: str = ""
+    pending_prompt: str | None = None
+    paused_s: float = 0.0
+    alarms: tuple[str, ...] = ()
+
+    @property
+    def remaining_s(self) -> float:
+        """Return the predicted time left (pauses extend it)."""
+        return max(self.expected_duration_s + self.paused_s - self.t_s, 0.0)
+
+
+class _RunAbort(Exception):
+    """Raised inside the engine to end the run as aborted (not failed)."""
 
 
 class Run:
@@ -86,38 +128,69 @@ class Run:
         protocol: a validated protocol.
         rig: the built (not yet connected) rig.
         recorder: the run file writer (or a memory recorder).
+        out_dir: where the run file goes (the preflight checks the free space there).
+        start_local: the local wall time the run starts (waits until a clock time).
+        live_analysis: analyse frames as they arrive (when the protocol images).
 
     Raises:
-        ProtocolError: from the constructor, if the protocol fails preflight on this rig.
+        ProtocolError: from the constructor, if the protocol fails compile or preflight.
     """
 
-    def __init__(self, protocol: Protocol, rig: Rig, recorder: Recorder) -> None:
-        """Preflight the protocol on the rig; nothing moves yet."""
+    def __init__(
+        self,
+        protocol: Protocol,
+        rig: Rig,
+        recorder: Recorder,
+        *,
+        out_dir: Any = None,
+        start_local: dt.datetime | None = None,
+        live_analysis: bool = True,
+    ) -> None:
+        """Compile and preflight the protocol on the rig; nothing moves yet."""
         self.protocol = protocol
         self.rig = rig
-        self.recorder = recorder
-        self.preflight: Preflight = preflight(protocol, rig)
-        self.session = Session(rig, recorder)
+        self.start_local = start_local or dt.datetime.now().astimezone()
+        self.compiled: CompiledProtocol = compile_protocol(protocol, rig)
+        self.preflight: Preflight = preflight(
+            protocol, rig, out_dir=out_dir, start=self.start_local, compiled=self.compiled
+        )
+        self.interlocks = effective_interlocks(protocol, rig)
+        self.listeners = ListenerSet()
+        self.recorder = TeeRecorder(recorder, self.listeners)
+        self.session = Session(rig, self.recorder)
         self.session.on_pump_alarm = self._pump_alarm
         self.acquisition = self._imaging(protocol, rig, recorder)
+        self.analysis: Any = None
+        if self.acquisition is not None and live_analysis:
+            self.analysis = self._live_analysis(recorder)
         self.scheduler = Scheduler(rig.clock)
+        self.monitor: InterlockMonitor | None = None
+        self.runner: StepRunner | None = None
         self._lock = threading.Lock()
         self._state = RunState.IDLE
         self._message = ""
-        self._step_index = -1
+        self._step_count = -1
+        self._step_info: StepInfo | None = None
+        self._prompt: str | None = None
+        self._paused_at_s: float | None = None
+        self._paused_total_s = 0.0
+        self._alarms: list[str] = []
         self._abort_reason: str | None = None
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.n_steps = sum(1 for _ in walk(self.compiled.steps))
+        self.listeners.add_event_hook(self._note_alarm)
 
-    def _pump_alarm(self, pump: str, alarm: str) -> None:
-        """Fail the run on a pump alarm (stall, watchdog, reset...): pumps are then stopped."""
-        raise DeviceAlarm(pump, f"pump alarm during the run: {alarm}", alarm=alarm)
+    def _note_alarm(self, t_s: float, source: str, kind: str, message: str) -> None:
+        if kind == "alarm":
+            with self._lock:
+                self._alarms.append(f"{source}: {message}")
 
     # -- imaging -------------------------------------------------------------------
 
     def _imaging(self, protocol: Protocol, rig: Rig, recorder: Recorder) -> Any:
         """Plan the run's images and declare their stacks in the run file (before it opens)."""
-        steps = [s for s in protocol.steps if isinstance(s, ImageStep)]
+        steps = [s for s in walk(self.compiled.steps) if isinstance(s, ImageStep)]
         if not steps:
             return None
         from chipctl.acquisition import Acquisition, ImagingPlan
@@ -141,7 +214,22 @@ class Run:
         )
         acquisition = Acquisition(scope, plan, recorder, clock=rig.clock)  # type: ignore[arg-type]
         acquisition.declare()
+        acquisition.frame_listeners.append(self.listeners.frame)
         return acquisition
+
+    def _live_analysis(self, recorder: Recorder) -> Any:
+        """Declare the live analysis tables and hook the analysis to the frames."""
+        try:
+            from chipctl.analysis.live import LiveAnalysis
+        except ImportError:  # pragma: no cover - the analysis package is part of chipctl
+            return None
+        plan = self.acquisition.plan
+        analysis = LiveAnalysis(
+            recorder, plan.positions, plan.channels, on_result=self.listeners.analysis
+        )
+        analysis.declare()
+        self.acquisition.frame_listeners.append(analysis.on_frame)
+        return analysis
 
     def _fluidic_columns(self) -> dict[str, str]:
         """Name the fluidic quantities stored with every frame: pump and flow readings.
@@ -179,36 +267,111 @@ class Run:
                     state[f"sim_{quantity}"] = value
         return state
 
+    # -- signals for condition waits ---------------------------------------------------
+
+    def signal(self, name: str) -> float | None:
+        """Return the latest value of a signal (``"flow.flow_ul_min"``), None if unknown."""
+        if name.startswith("analysis."):
+            if self.analysis is None:
+                return None
+            latest: Mapping[str, float] = self.analysis.latest()
+            return latest.get(name.removeprefix("analysis."))
+        device, _, quantity = name.partition(".")
+        values = self.session.last_values.get(device)
+        if values is None:
+            return None
+        return values.get(quantity)
+
     # -- thread-safe surface ---------------------------------------------------------
 
     def status(self) -> RunStatus:
         """Return a consistent snapshot of the run."""
         with self._lock:
-            index = self._step_index
-            label = self.protocol.steps[index].info.label() if index >= 0 else ""
+            info = self._step_info
             t_s = self.session.t_s() if self._state is not RunState.IDLE else 0.0
+            paused_s = self._paused_total_s
+            if self._paused_at_s is not None:
+                paused_s += t_s - self._paused_at_s
             return RunStatus(
                 self._state,
-                index,
-                label,
-                len(self.protocol.steps),
+                self._step_count,
+                info.label() if info else "",
+                self.n_steps,
                 t_s,
                 self.preflight.duration_s,
                 self._message,
-                (self.protocol.steps[index].info.name or "") if index >= 0 else "",
+                (info.name or "") if info else "",
+                self._prompt,
+                paused_s,
+                tuple(self._alarms),
             )
+
+    def add_listener(self, listener: object) -> None:
+        """Add a listener with any of ``on_event``, ``on_telemetry``, ``on_frame``,
+        ``on_analysis``, ``on_state`` (called on engine/worker threads; return at once).
+        """
+        self.listeners.add(listener)
+
+    def pause(self, reason: str = "operator") -> None:
+        """Ask the run to pause at once (any thread); see the protocol's pause policy."""
+        self.scheduler.call_soon_threadsafe(lambda: self._pause(reason))
+
+    def resume(self) -> None:
+        """Ask a paused run to go on (any thread)."""
+        self.scheduler.call_soon_threadsafe(self._resume)
 
     def abort(self, reason: str = "operator abort") -> None:
         """Ask the run to stop now; pumps are stopped by the engine thread (any thread)."""
         with self._lock:
             if self._abort_reason is None:
                 self._abort_reason = reason
+            if self._state in (RunState.RUNNING, RunState.PAUSED):
+                self._state = RunState.ABORTING
         self.scheduler.request_stop()
 
-    def join(self) -> None:
+    def confirm(self) -> None:
+        """Answer the pending operator prompt (any thread)."""
+
+        def answer() -> None:
+            if self.runner is not None and self.runner.confirm():
+                with self._lock:
+                    self._prompt = None
+
+        self.scheduler.call_soon_threadsafe(answer)
+
+    def call_manual(self, fn: Callable[[Session], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn(session)`` on the engine thread while the run is paused (any thread).
+
+        Raises:
+            RunStateError: the run is not paused (manual control is locked while a
+                protocol runs).
+        """
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if self.status().state is not RunState.PAUSED:
+            raise RunStateError(
+                f"manual control is only allowed while the run is paused "
+                f"(it is {self.status().state.value})"
+            )
+
+        def call() -> None:
+            if self._state is not RunState.PAUSED:
+                future.set_exception(RunStateError("the run is no longer paused"))
+                return
+            try:
+                result = fn(self.session)
+            except BaseException as exc:  # handed to the caller, never swallowed
+                future.set_exception(exc)
+                return
+            self.session.event("operator", "manual", getattr(fn, "__name__", "manual action"))
+            future.set_result(result)
+
+        self.scheduler.call_soon_threadsafe(call)
+        return future
+
+    def join(self, timeout_s: float | None = None) -> None:
         """Wait for the engine thread started by :meth:`start` (no-op if not started)."""
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout_s)
 
     def start(self) -> threading.Thread:
         """Run on a new engine thread; returns it (``join()`` to wait)."""
@@ -221,21 +384,84 @@ class Run:
 
     def _set_state(self, state: RunState, message: str = "") -> None:
         with self._lock:
+            old = self._state
             self._state = state
             self._message = message
+            if state is RunState.PAUSED and old is not RunState.PAUSED:
+                self._paused_at_s = self.session.t_s()
+            elif old is RunState.PAUSED and state is not RunState.PAUSED:
+                if self._paused_at_s is not None:
+                    self._paused_total_s += self.session.t_s() - self._paused_at_s
+                self._paused_at_s = None
+        if old is not state:
+            self.session.event("run", state.value, message or f"{old.value} -> {state.value}")
+        self.listeners.state(self.status())
 
-    def _on_step(self, index: int) -> None:
+    def _on_step(self, info: StepInfo) -> None:
         with self._lock:
-            self._step_index = index
+            self._step_count += 1
+            self._step_info = info
+
+    def _on_prompt(self, message: str | None) -> None:
+        with self._lock:
+            self._prompt = message
+        self.listeners.state(self.status())
+
+    def _pause(self, reason: str) -> None:
+        if self._state is not RunState.RUNNING or self.runner is None:
+            return
+        self.runner.pause(self.protocol.pause_policy)
+        policy = self.protocol.pause_policy.value
+        self._set_state(RunState.PAUSED, f"{reason} (pause policy: {policy})")
+
+    def _resume(self) -> None:
+        if self._state is not RunState.PAUSED or self.runner is None:
+            return
+        self._set_state(RunState.RUNNING, "resumed")
+        self.runner.resume()
+
+    def _protocol_abort(self, reason: str) -> None:
+        """The protocol or an interlock ends the run as aborted."""
+        raise _RunAbort(reason)
+
+    def _act(self, trip: Trip) -> None:
+        """Carry out an interlock trip's action (engine thread)."""
+        reason = f"interlock {trip.spec.kind} ({trip.device}): {trip.message}"
+        match trip.spec.action:
+            case "warn":
+                pass
+            case "pause":
+                self._pause(reason)
+            case "stop_pump":
+                pump = trip.spec.scope or trip.device
+                if pump in self.rig.pumps() and self.runner is not None:
+                    self.runner.abandon_pump(pump, reason)
+                else:
+                    self._protocol_abort(f"{reason} (no pump {pump!r} to stop)")
+            case "abort":
+                self._protocol_abort(reason)
+            case _:
+                raise AssertionError(trip.spec.action)
+
+    def _pump_alarm(self, pump: str, alarm: str) -> None:
+        """A pump alarm: the interlocks act; without one covering it the run fails."""
+        if self.monitor is not None and self.monitor.pump_alarm(pump, alarm):
+            return
+        raise DeviceAlarm(pump, f"pump alarm during the run: {alarm}", alarm=alarm)
+
+    def _poll(self) -> None:
+        self.session.poll()
+        if self.monitor is not None:
+            self.monitor.check()
 
     def run(self) -> RunState:
         """Run to the end on the calling thread; returns the final state.
 
         Device faults and internal errors end the run as ``failed`` (kept in
-        :attr:`error`), an :meth:`abort` as ``aborted``; neither raises. Pumps are always
+        :attr:`error`), an abort as ``aborted``; neither raises. Pumps are always
         stopped before this returns.
         """
-        self._set_state(RunState.RUNNING)
+        self._set_state(RunState.RUNNING, "started")
         done = threading.Event()
         final = RunState.FAILED
         message = ""
@@ -244,11 +470,27 @@ class Run:
             self.session.event(
                 "run",
                 "started",
-                f"{self.protocol.name}: {len(self.protocol.steps)} steps, "
-                f"expected {self.preflight.duration_s:g} s",
+                f"{self.protocol.name}: {self.n_steps} steps, "
+                f"expected {self.preflight.duration_s:g} s"
+                + (
+                    f"; parameters {self.protocol.overrides()}" if self.protocol.overrides() else ""
+                ),
             )
+            for spec in self.interlocks:
+                self.session.event(
+                    "run",
+                    "interlock",
+                    f"{spec.kind} ({spec.source}): {spec.action}"
+                    + (f" scope {spec.scope}" if spec.scope else "")
+                    + (f" limit {spec.limit:g}" if spec.limit is not None else "")
+                    + (f" for {spec.hold_s:g} s" if spec.hold_s else ""),
+                )
+            start_ul = {row.pump: row.start_ul for row in self.preflight.ledger}
+            self.monitor = InterlockMonitor(self.interlocks, self.session, self._act, start_ul)
+            if self.analysis is not None:
+                self.analysis.start()
             period_s = self.rig.config.telemetry_period_s
-            self.scheduler.call_every(period_s, self.session.poll, name="telemetry")
+            self.scheduler.call_every(period_s, self._poll, name="telemetry")
             periods = [
                 d.heartbeat_period_s
                 for d in self.rig.devices.values()
@@ -262,23 +504,32 @@ class Run:
                 done.set()
                 self.scheduler.request_stop()
 
-            runner = StepRunner(
-                self.protocol,
+            self.runner = StepRunner(
+                self.compiled,
                 self.session,
                 self.scheduler,
                 on_step=self._on_step,
                 on_done=finished,
+                on_abort=self._protocol_abort,
+                on_prompt=self._on_prompt,
+                on_pump_alarm=self._pump_alarm,
+                signal=self.signal,
                 acquisition=self.acquisition,
                 fluidic_state=self._fluidic_state,
+                auto_confirm=self.rig.simulated,
+                start_local=self.start_local,
+                poll_s=period_s,
             )
             if self._abort_reason is None:
-                runner.start()
+                self.runner.start()
                 self.scheduler.run()
             if done.is_set():
                 final, message = RunState.COMPLETED, "all steps done"
             else:
                 final = RunState.ABORTED
                 message = self._abort_reason or "stopped before the end"
+        except _RunAbort as exc:
+            final, message = RunState.ABORTED, str(exc)
         except (DeviceError, ChipctlError) as exc:
             self.error = exc
             final, message = RunState.FAILED, str(exc)
@@ -301,18 +552,65 @@ class Run:
 
             self.scheduler.call_at(start_s + fault.at_s, inject, name=f"fault {fault.kind}")
 
+    def _valves_to_waste(self) -> None:
+        """Turn every valve with a ``waste`` port to it (the safe state); record failures."""
+        for name, valve in self.rig.valves().items():
+            try:
+                position = self.rig.valve_position(name, "waste")
+            except ValueError:
+                continue
+            try:
+                valve.select(position)
+                self.session.event(
+                    name, "command", f"select position {position} (waste: safe state)"
+                )
+            except DeviceError as exc:
+                self.session.event(name, "alarm", f"could not turn to waste: {exc}")
+
     def _finish(self, final: RunState, message: str) -> None:
-        kind = final.value if final is not RunState.RUNNING else "failed"
+        if final is not RunState.COMPLETED:
+            with self._lock:
+                if self._state is not RunState.ABORTING and final is RunState.ABORTED:
+                    self._state = RunState.ABORTING
+        kind = final.value
         stopped = False
         try:
-            failed = self.session.stop_all_pumps(f"run {kind}")
-            stopped = True
-            if failed and final is RunState.COMPLETED:
-                final, message = RunState.FAILED, f"could not stop {', '.join(failed)}"
-                kind = final.value
-            self.session.poll()
+            try:
+                failed = self.session.stop_all_pumps(f"run {kind}")
+                stopped = True
+                if failed and final is RunState.COMPLETED:
+                    final, message = RunState.FAILED, f"could not stop {', '.join(failed)}"
+                    kind = final.value
+                if final is not RunState.COMPLETED:
+                    self._valves_to_waste()
+                self.session.poll()
+            except ChipctlError as exc:  # e.g. the run file failed: pumps are stopped first
+                if final is RunState.COMPLETED:
+                    final, message, kind = RunState.FAILED, str(exc), "failed"
         finally:
-            self.session.event("run", kind, message)
-            # if stopping raised half-way, close() tries every pump again
-            self.session.close(stop_pumps=not stopped)
-            self._set_state(final, message)
+            try:
+                self.session.event("run", kind, message)
+            except ChipctlError:
+                pass  # the run file is what failed; the state below still says why
+            try:
+                # if stopping raised half-way, close() tries every pump again
+                self.session.close(stop_pumps=not stopped)
+            except ChipctlError:
+                pass
+            if self.analysis is not None:
+                try:
+                    self.analysis.stop(10.0)
+                except Exception:  # the analysis must never keep the run from ending
+                    logger.exception("live analysis did not stop cleanly")
+            with self._lock:
+                self._prompt = None
+            self._set_state_final(final, message)
+
+    def _set_state_final(self, final: RunState, message: str) -> None:
+        with self._lock:
+            if self._paused_at_s is not None:
+                self._paused_total_s += self.session.t_s() - self._paused_at_s
+                self._paused_at_s = None
+            self._state = final
+            self._message = message
+        self.listeners.state(self.status())

@@ -135,7 +135,7 @@ duration = "10 h"
     recorder = MemoryRecorder()
     run = Run(parse_protocol(text, "stall.toml"), rig, recorder)
     run.scheduler.call_at(3600.0, lambda: rig.inject_fault("medium", "inject_stall"))
-    assert run.run() is RunState.FAILED
+    assert run.run() is RunState.ABORTED  # by the rig's default interlock
     assert "stall" in run.status().message
     assert _stopped(rig, "drug") and _stopped(rig, "medium")
     assert any(e[2] == "alarm" for e in recorder.events)
@@ -176,7 +176,7 @@ def test_a_scheduled_stall_fails_the_run_with_an_alarm():
     rig = _faulty_rig('[[fault]]\ndevice = "medium"\nkind = "inject_stall"\nat = "2 h"\n')
     recorder = MemoryRecorder()
     run = Run(parse_protocol(TEN_HOURS, "ten.toml"), rig, recorder)
-    assert run.run() is RunState.FAILED
+    assert run.run() is RunState.ABORTED  # by the rig's default interlock
     assert "stall" in run.status().message
     injected = [e for e in recorder.events if e[2] == "fault_injected"]
     assert len(injected) == 1 and injected[0][0] == pytest.approx(7200.0)
@@ -205,8 +205,8 @@ def test_a_long_link_loss_fails_the_run():
     rig = _faulty_rig('[[fault]]\ndevice = "medium"\nkind = "no_reply"\nat = "599 min"\n')
     recorder = MemoryRecorder()
     run = Run(parse_protocol(TEN_HOURS, "ten.toml"), rig, recorder)
-    assert run.run() is RunState.FAILED
-    assert "no contact" in run.status().message
+    assert run.run() is RunState.ABORTED  # by the rig's default interlock
+    assert "interlock lost_device" in run.status().message
 
 
 def test_faults_are_refused_on_hardware_and_checked_on_simulators():
@@ -243,7 +243,7 @@ def test_the_engine_heartbeat_keeps_the_safe_mode_watchdog_quiet(monkeypatch):
     )
     rig = build_rig(config, clock=VirtualClock())
     recorder = MemoryRecorder()
-    assert Run(parse_protocol(text, "hb.toml"), rig, recorder).run() is RunState.FAILED
+    assert Run(parse_protocol(text, "hb.toml"), rig, recorder).run() is RunState.ABORTED  # by the rig's default interlock
     assert any(e[1] == "drug" and e[2] == "alarm" and "watchdog" in e[3] for e in recorder.events)
 
 
@@ -268,7 +268,7 @@ def test_a_pump_alarm_in_a_background_step_fails_the_run():
     )
     recorder = MemoryRecorder()
     run = Run(parse_protocol(text, "bg.toml"), rig, recorder)
-    assert run.run() is RunState.FAILED
-    assert "pump alarm during the run" in run.status().message
-    failed_at = next(e[0] for e in recorder.events if e[1:3] == ("run", "failed"))
+    assert run.run() is RunState.ABORTED  # by the rig's default interlock
+    assert "interlock pump_alarm" in run.status().message
+    failed_at = next(e[0] for e in recorder.events if e[1:3] == ("run", "aborted"))
     assert 3600 <= failed_at <= 3600 + 10 + 1  # within one telemetry period of the stall
