@@ -131,6 +131,7 @@ class Run:
         out_dir: where the run file goes (the preflight checks the free space there).
         start_local: the local wall time the run starts (waits until a clock time).
         live_analysis: analyse frames as they arrive (when the protocol images).
+        auto_confirm: answer operator prompts at once (default: on a simulated rig).
 
     Raises:
         ProtocolError: from the constructor, if the protocol fails compile or preflight.
@@ -145,11 +146,13 @@ class Run:
         out_dir: Any = None,
         start_local: dt.datetime | None = None,
         live_analysis: bool = True,
+        auto_confirm: bool | None = None,
     ) -> None:
         """Compile and preflight the protocol on the rig; nothing moves yet."""
         self.protocol = protocol
         self.rig = rig
         self.start_local = start_local or dt.datetime.now().astimezone()
+        self.auto_confirm = rig.simulated if auto_confirm is None else auto_confirm
         self.compiled: CompiledProtocol = compile_protocol(protocol, rig)
         self.preflight: Preflight = preflight(
             protocol, rig, out_dir=out_dir, start=self.start_local, compiled=self.compiled
@@ -176,6 +179,7 @@ class Run:
         self._paused_total_s = 0.0
         self._alarms: list[str] = []
         self._abort_reason: str | None = None
+        self._pauses = 0
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.n_steps = sum(1 for _ in walk(self.compiled.steps))
@@ -224,8 +228,17 @@ class Run:
         except ImportError:  # pragma: no cover - the analysis package is part of chipctl
             return None
         plan = self.acquisition.plan
+
+        def on_result(result: Any) -> None:
+            row = result.chamber
+            values = {k.split(".", 1)[1]: v for k, v in result.values().items()}
+            self.listeners.analysis(row.position, row.t_s, values)
+
         analysis = LiveAnalysis(
-            recorder, plan.positions, plan.channels, on_result=self.listeners.analysis
+            recorder,  # type: ignore[arg-type]  # the run file writer (checked above)
+            plan.positions,
+            plan.channels,
+            on_result=on_result,
         )
         analysis.declare()
         self.acquisition.frame_listeners.append(analysis.on_frame)
@@ -413,6 +426,15 @@ class Run:
         self.runner.pause(self.protocol.pause_policy)
         policy = self.protocol.pause_policy.value
         self._set_state(RunState.PAUSED, f"{reason} (pause policy: {policy})")
+        self._pauses += 1
+        number = self._pauses
+        limit_s = self.protocol.max_pause_s
+
+        def too_long() -> None:
+            if self._state is RunState.PAUSED and self._pauses == number:
+                self._protocol_abort(f"paused for longer than {limit_s:g} s ({reason})")
+
+        self.scheduler.call_later(limit_s, too_long, name="pause limit")
 
     def _resume(self) -> None:
         if self._state is not RunState.PAUSED or self.runner is None:
@@ -516,7 +538,7 @@ class Run:
                 signal=self.signal,
                 acquisition=self.acquisition,
                 fluidic_state=self._fluidic_state,
-                auto_confirm=self.rig.simulated,
+                auto_confirm=self.auto_confirm,
                 start_local=self.start_local,
                 poll_s=period_s,
             )
@@ -568,10 +590,13 @@ class Run:
                 self.session.event(name, "alarm", f"could not turn to waste: {exc}")
 
     def _finish(self, final: RunState, message: str) -> None:
-        if final is not RunState.COMPLETED:
+        if final is RunState.ABORTED:
             with self._lock:
-                if self._state is not RunState.ABORTING and final is RunState.ABORTED:
-                    self._state = RunState.ABORTING
+                self._state = RunState.ABORTING
+            try:
+                self.session.event("run", "aborting", message)
+            except ChipctlError:
+                pass
         kind = final.value
         stopped = False
         try:

@@ -9,7 +9,8 @@ pressure       a pressure signal exceeds ``limit`` for ``for``               pum
 flow_deviation a flow sensor differs from the expected flow (the sum of      flow sensor
                the running pumps feeding the chip) by more than
                ``tolerance`` for ``for``
-syringe_reserve a syringe's fill falls below ``reserve`` of its capacity     pump
+syringe_reserve a syringe's fill falls below ``reserve`` of its capacity     pump that
+               (pumps that start empty and draw from reservoirs are exempt)  starts filled
 pump_alarm     a pump reports a stall or an alarm                            pump
 bubble         a flow sensor flags air in the line for ``for``               flow sensor
 lost_device    a device has not answered for ``for``                         any device
@@ -212,8 +213,8 @@ class InterlockMonitor:
     def _reserve(self, spec: InterlockSpec) -> None:
         assert spec.limit is not None
         for name in self.rig.pumps():
-            if not self._applies(spec, name) or name not in self._start_ul:
-                continue
+            if not self._applies(spec, name) or self._start_ul.get(name, 0.0) <= 0.0:
+                continue  # a pump that fills from reservoirs (starts empty) has no reserve
             values = self.session.last_values.get(name)
             if not values:
                 continue

@@ -6,6 +6,7 @@ The language is documented in full in the README ("Protocol language"). In short
     name = "adc-dose-response"
     description = "..."
     pause_policy = "stop_pumps"          # or "keep_perfusing"
+    max_pause = "24 h"                   # a run paused longer is aborted
 
     [parameters.exposure]                # typed, overridable: --set exposure="48 h"
     type = "duration"
@@ -116,6 +117,8 @@ MAX_DEPTH = 8
 MAX_STEPS = 100_000
 #: Most time points one image step may schedule (a week hourly is 169).
 MAX_TIME_POINTS = 10_000
+#: How long a run may stay paused before it is aborted (cells cannot wait forever).
+DEFAULT_MAX_PAUSE_S = 24 * 3600.0
 #: Longest duration anything may have (a protocol beyond a year is a typo).
 MAX_DURATION_S = 366 * 86400.0
 
@@ -971,7 +974,7 @@ def parse_protocol(text: str, source: str, overrides: Mapping[str, str] | None =
     meta = data.get("protocol")
     if not isinstance(meta, dict):
         raise ProtocolError(source, "missing [protocol] table with at least a name")
-    unknown = sorted(set(meta) - {"name", "description", "pause_policy", "version"})
+    unknown = sorted(set(meta) - {"name", "description", "pause_policy", "max_pause", "version"})
     if unknown:
         raise _error(src, "protocol", f"unknown field(s) {', '.join(unknown)}")
     name = meta.get("name")
@@ -985,6 +988,14 @@ def parse_protocol(text: str, source: str, overrides: Mapping[str, str] | None =
     except ValueError:
         known = ", ".join(p.value for p in PausePolicy)
         raise _error(src, "protocol", f"must be one of {known}", "pause_policy") from None
+    max_pause_s = DEFAULT_MAX_PAUSE_S
+    if "max_pause" in meta:
+        try:
+            max_pause_s = parse_duration(meta["max_pause"])
+        except UnitError as exc:
+            raise _error(src, "protocol", str(exc), "max_pause") from None
+        if not 0 < max_pause_s <= MAX_DURATION_S:
+            raise _error(src, "protocol", "must be > 0 and at most a year", "max_pause")
     params = _parameters(src, data.get("parameters"), overrides or {})
     steps_data = _substitute(data.get("step"), params, src)
     steps = _Parser(src).steps(steps_data)
@@ -999,6 +1010,7 @@ def parse_protocol(text: str, source: str, overrides: Mapping[str, str] | None =
         chambers=_chambers(src, data.get("chambers")),
         interlocks=_interlocks(src, _substitute(data.get("interlock"), params, src)),
         pause_policy=pause_policy,
+        max_pause_s=max_pause_s,
         version=str(meta.get("version", "")),
     )
 

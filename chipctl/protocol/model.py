@@ -535,6 +535,7 @@ class Protocol:
         chambers: the chamber map.
         interlocks: the protocol's interlocks.
         pause_policy: what pumps do while paused.
+        max_pause_s: how long the run may stay paused before it is aborted.
         version: the protocol's own version text.
     """
 
@@ -548,6 +549,7 @@ class Protocol:
     chambers: ChamberMap = field(default_factory=ChamberMap)
     interlocks: tuple[InterlockSpec, ...] = ()
     pause_policy: PausePolicy = PausePolicy.STOP_PUMPS
+    max_pause_s: float = 24 * 3600.0
     version: str = ""
 
     @property

@@ -239,7 +239,9 @@ class StepRunner:
             self._maybe_done()
 
         self.scheduler.call_later(
-            0.0, lambda: self._sequence(self.compiled.steps, 0, finished), name="protocol"
+            0.0,
+            lambda: self._then(lambda: self._sequence(self.compiled.steps, 0, finished)),
+            name="protocol",
         )
 
     def _maybe_done(self) -> None:

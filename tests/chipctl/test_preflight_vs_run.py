@@ -1,0 +1,39 @@
+"""Preflight and the simulated run agree within 1 % on duration and volumes (issue 6).
+
+Every built-in protocol runs whole on the simulated reference rig (virtual clock, live
+analysis off: it does not change the fluidics), and its measured duration and the volume
+each pump infused and withdrew are compared with what the preflight predicted.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chipctl.api import prepare_run
+from chipctl.engine.run import RunState
+from chipctl.protocol.catalog import builtin_names
+
+TOLERANCE = 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", builtin_names())
+def test_preflight_predicts_the_simulated_run(name, tmp_path, capsys):
+    handle = prepare_run(name, sim=True, out=tmp_path / f"{name}.h5", live_analysis=False)
+    pre = handle.preflight
+    handle.start()
+    result = handle.wait()
+    assert result.state is RunState.COMPLETED, result.message
+    measured = handle.run.session.last_values
+    rows = [("duration_s", pre.duration_s, result.duration_s)]
+    for pump in sorted(set(pre.infused_ul) | set(pre.withdrawn_ul)):
+        rows.append((f"{pump} infused_ul", pre.infused_ul.get(pump, 0.0), measured[pump]["infused_ul"]))
+        rows.append(
+            (f"{pump} withdrawn_ul", pre.withdrawn_ul.get(pump, 0.0), measured[pump]["withdrawn_ul"])
+        )
+    with capsys.disabled():
+        for what, predicted, got in rows:
+            error = (got - predicted) / predicted if predicted else got
+            print(f"\n{name:22} {what:22} preflight {predicted:12.2f} run {got:12.2f} ({error:+.3%})")
+    for what, predicted, got in rows:
+        assert got == pytest.approx(predicted, rel=TOLERANCE, abs=0.5), what
