@@ -108,6 +108,22 @@ def _build_parser() -> _Parser:
         "--out", metavar="FILE", type=Path, help="where the run file would go (disk check)"
     )
 
+    resume = commands.add_parser(
+        "resume",
+        help="resume a simulated run whose process died",
+        description=(
+            "Continue a run whose process died (killed, power cut): the run file is cut back "
+            "to its last complete moment, the simulated rig is re-simulated from the run's "
+            "seed to that moment, reconciled, and the run goes on in its clock mode, "
+            "appending to the same file."
+        ),
+    )
+    resume.add_argument("run", metavar="RUN.h5", type=Path, help="the run file")
+    resume.add_argument("--quiet", action="store_true", help="no progress display")
+    resume.add_argument(
+        "--no-analysis", action="store_true", help="do not analyse images during the run"
+    )
+
     commands.add_parser(
         "protocols",
         help="list the built-in protocols",
@@ -345,6 +361,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from chipctl.engine.resume import resume_run
+    from chipctl.units import format_duration
+
+    print(f"SIMULATED: resuming {args.run}", file=sys.stderr)
+    progress = _Progress(sys.stderr, enabled=not args.quiet)
+    result = resume_run(args.run, on_status=progress, live_analysis=not args.no_analysis)
+    progress.done()
+    volumes = ", ".join(f"{n} {v:.6g} uL" for n, v in result.delivered_ul.items())
+    print(
+        f"{result.state.value}: {result.protocol.name} (resumed), "
+        f"{format_duration(result.duration_s)} run time; delivered: {volumes or 'none'}"
+        + ("" if result.ok else f"; {result.message}")
+    )
+    print(f"run file: {result.path}")
+    return EXIT_OK if result.ok else EXIT_RUN_FAILED
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from chipctl.export import export_ome_tiff
 
@@ -425,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": _cmd_check,
         "protocols": _cmd_protocols,
         "export": _cmd_export,
+        "resume": _cmd_resume,
     }
     try:
         if args.command == "devices":

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "RealClock", "ScaledClock", "VirtualClock"]
+__all__ = ["Clock", "RealClock", "ReplayClock", "ScaledClock", "VirtualClock"]
 
 
 @runtime_checkable
@@ -132,3 +132,52 @@ class VirtualClock:
     def advance_s(self, duration_s: float) -> None:
         """Move time forward by ``duration_s``; an alias of :meth:`sleep_s` for tests."""
         self.sleep_s(duration_s)
+
+
+class ReplayClock:
+    """Virtual time until :meth:`go_live`, then real time (optionally scaled) from there.
+
+    Used to resume a simulated run after a crash: the run is re-simulated from its seed on
+    virtual time up to the moment of the crash (as fast as the computer allows), then goes
+    on in the clock mode it was started with. Time never goes backwards across the switch.
+    """
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        """Create a clock in virtual mode at ``start_s``."""
+        self._virtual = VirtualClock(start_s)
+        self._speed: float | None = None
+        self._live_origin_s = 0.0
+        self._live_real_s = 0.0
+
+    @property
+    def is_virtual(self) -> bool:
+        """Tell whether the clock is still virtual."""
+        return self._speed is None
+
+    def go_live(self, speed: float = 1.0) -> None:
+        """From now on, advance ``speed`` seconds per real second (``speed`` > 0)."""
+        if not speed > 0:
+            raise ValueError(f"clock speed must be > 0, got {speed}")
+        self._live_origin_s = self._virtual.now_s()
+        self._live_real_s = time.monotonic()
+        self._speed = float(speed)
+
+    def now_s(self) -> float:
+        """Return the current time."""
+        if self._speed is None:
+            return self._virtual.now_s()
+        return self._live_origin_s + (time.monotonic() - self._live_real_s) * self._speed
+
+    def sleep_s(self, duration_s: float) -> None:
+        """Sleep ``duration_s`` (instantly while virtual)."""
+        if self._speed is None:
+            self._virtual.sleep_s(duration_s)
+        elif duration_s > 0:
+            time.sleep(duration_s / self._speed)
+
+    def sleep_until_s(self, t_s: float) -> None:
+        """Sleep until the clock reaches ``t_s``."""
+        if self._speed is None:
+            self._virtual.sleep_until_s(t_s)
+        else:
+            self.sleep_s(t_s - self.now_s())

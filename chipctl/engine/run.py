@@ -320,8 +320,9 @@ class Run:
             )
 
     def add_listener(self, listener: object) -> None:
-        """Add a listener with any of ``on_event``, ``on_telemetry``, ``on_frame``,
-        ``on_analysis``, ``on_state`` (called on engine/worker threads; return at once).
+        """Add a listener (see :mod:`chipctl.engine.listeners` for its methods).
+
+        Its methods are called on the engine or analysis thread and must return at once.
         """
         self.listeners.add(listener)
 

@@ -284,7 +284,8 @@ class _Walker:
                 else:
                     assert step.condition is not None
                     wait_s = step.expect_s if step.expect_s is not None else step.timeout_s or 0.0
-                    detail = f"wait until {step.condition.describe()} (assumed {format_duration(wait_s)})"
+                    assumed = format_duration(wait_s)
+                    detail = f"wait until {step.condition.describe()} (assumed {assumed})"
                     self.check_signal(step)
                 self.row(step, "wait", now_s, now_s + wait_s, detail)
                 return now_s + wait_s

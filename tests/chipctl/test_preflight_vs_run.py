@@ -27,13 +27,16 @@ def test_preflight_predicts_the_simulated_run(name, tmp_path, capsys):
     measured = handle.run.session.last_values
     rows = [("duration_s", pre.duration_s, result.duration_s)]
     for pump in sorted(set(pre.infused_ul) | set(pre.withdrawn_ul)):
-        rows.append((f"{pump} infused_ul", pre.infused_ul.get(pump, 0.0), measured[pump]["infused_ul"]))
-        rows.append(
-            (f"{pump} withdrawn_ul", pre.withdrawn_ul.get(pump, 0.0), measured[pump]["withdrawn_ul"])
-        )
+        for quantity, predicted in (
+            ("infused_ul", pre.infused_ul),
+            ("withdrawn_ul", pre.withdrawn_ul),
+        ):
+            rows.append((f"{pump} {quantity}", predicted.get(pump, 0.0), measured[pump][quantity]))
     with capsys.disabled():
         for what, predicted, got in rows:
             error = (got - predicted) / predicted if predicted else got
-            print(f"\n{name:22} {what:22} preflight {predicted:12.2f} run {got:12.2f} ({error:+.3%})")
+            print(
+                f"\n{name:22} {what:22} preflight {predicted:12.2f} run {got:12.2f} ({error:+.3%})"
+            )  # noqa: E501
     for what, predicted, got in rows:
         assert got == pytest.approx(predicted, rel=TOLERANCE, abs=0.5), what

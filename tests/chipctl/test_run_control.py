@@ -164,7 +164,9 @@ def test_manual_control_is_refused_unless_paused():
 
 
 def test_parallel_branches_and_repeat_run_side_by_side():
-    text = HEADER.format(extra="") + """
+    text = (
+        HEADER.format(extra="")
+        + """
 [[step]]
 action = "parallel"
 
@@ -185,6 +187,7 @@ valve = "outlet"
 port = "sample 1"
 duration = "10 min"
 """
+    )
     run, recorder = _run(text)
     assert run.run() is RunState.COMPLETED
     assert run.status().t_s == pytest.approx(3600.0, abs=15.0)
