@@ -37,6 +37,6 @@ def test_preflight_predicts_the_simulated_run(name, tmp_path, capsys):
             error = (got - predicted) / predicted if predicted else got
             print(
                 f"\n{name:22} {what:22} preflight {predicted:12.2f} run {got:12.2f} ({error:+.3%})"
-            )  # noqa: E501
+            )
     for what, predicted, got in rows:
         assert got == pytest.approx(predicted, rel=TOLERANCE, abs=0.5), what

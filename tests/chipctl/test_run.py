@@ -243,7 +243,8 @@ def test_the_engine_heartbeat_keeps_the_safe_mode_watchdog_quiet(monkeypatch):
     )
     rig = build_rig(config, clock=VirtualClock())
     recorder = MemoryRecorder()
-    assert Run(parse_protocol(text, "hb.toml"), rig, recorder).run() is RunState.ABORTED  # by the rig's default interlock
+    run = Run(parse_protocol(text, "hb.toml"), rig, recorder)
+    assert run.run() is RunState.ABORTED  # by the rig's default interlock
     assert any(e[1] == "drug" and e[2] == "alarm" and "watchdog" in e[3] for e in recorder.events)
 
 
