@@ -239,6 +239,9 @@ class Run:
             plan.positions,
             plan.channels,
             on_result=on_result,
+            # on the virtual clock nothing is real-time: wait for the analysis rather than
+            # skip frames, so the same seed gives the same /analysis tables
+            wait_when_full=self.rig.clock.is_virtual,
         )
         analysis.declare()
         self.acquisition.frame_listeners.append(analysis.on_frame)
@@ -625,7 +628,14 @@ class Run:
                 pass
             if self.analysis is not None:
                 try:
-                    self.analysis.stop(10.0)
+                    self.analysis.stop(60.0)
+                    stats = self.analysis.stats()
+                    self.session.event(
+                        "analysis",
+                        "summary",
+                        f"{stats.analysed} frames analysed, {stats.skipped} skipped (queue "
+                        f"full: recompute with chipctl analyze), {stats.errors} errors",
+                    )
                 except Exception:  # the analysis must never keep the run from ending
                     logger.exception("live analysis did not stop cleanly")
             with self._lock:
