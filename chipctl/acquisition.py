@@ -319,6 +319,7 @@ class FrameRecord:
         t_point_s: the time point's nominal time (run time).
         pixel_size_um: pixel size at the sample, if known.
         state: the fluidic quantities recorded with the frame.
+        exposure_ms: the frame's exposure (stain signals are compared per unit exposure).
     """
 
     position: str
@@ -328,6 +329,7 @@ class FrameRecord:
     t_point_s: float
     pixel_size_um: float | None
     state: Mapping[str, float]
+    exposure_ms: float | None = None
 
 
 #: A frame listener: called on the engine thread with each frame; it must return at once
@@ -569,6 +571,7 @@ class Acquisition:
                 t_point_s,
                 self.plan.pixel_size_um,
                 dict(state),
+                image.exposure_ms,
             )
             for listener in self.frame_listeners:
                 listener(record, got)

@@ -475,6 +475,11 @@ class Run:
             return
         raise DeviceAlarm(pump, f"pump alarm during the run: {alarm}", alarm=alarm)
 
+    def _time_point_done(self, summary: object) -> None:
+        """Let the live analysis finish the time point now (a wait on it need not wait)."""
+        if self.analysis is not None:
+            self.analysis.end_time_point()
+
     def _poll(self) -> None:
         self.session.poll()
         if self.monitor is not None:
@@ -539,6 +544,7 @@ class Run:
                 on_abort=self._protocol_abort,
                 on_prompt=self._on_prompt,
                 on_pump_alarm=self._pump_alarm,
+                on_time_point=self._time_point_done,
                 signal=self.signal,
                 acquisition=self.acquisition,
                 fluidic_state=self._fluidic_state,

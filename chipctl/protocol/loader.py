@@ -46,10 +46,12 @@ as a whole field value.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from chipctl.errors import ProtocolError
@@ -97,7 +99,10 @@ __all__ = [
     "INTERLOCK_ACTIONS",
     "INTERLOCK_KINDS",
     "MAX_DEPTH",
+    "MAX_NESTING",
     "MAX_STEPS",
+    "MAX_VOLUME_UL",
+    "InterlockError",
     "load_protocol",
     "parse_duration",
     "parse_interlock",
@@ -110,6 +115,7 @@ _TOML_LINE = re.compile(r"at line (\d+)")
 _PARAM_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _DURATION_PART = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*")
 _CLOCK_TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 #: Deepest nesting of branches and repeats.
 MAX_DEPTH = 8
@@ -121,6 +127,12 @@ MAX_TIME_POINTS = 10_000
 DEFAULT_MAX_PAUSE_S = 24 * 3600.0
 #: Longest duration anything may have (a protocol beyond a year is a typo).
 MAX_DURATION_S = 366 * 86400.0
+#: Largest volume anything may have (a litre through a chip is a typo, and an exchange of
+#: it would compile into thousands of strokes).
+MAX_VOLUME_UL = 1e6
+#: Deepest nesting of tables and arrays in the file (steps nest at most MAX_DEPTH deep,
+#: which is four levels each at most); deeper data would exhaust Python's recursion.
+MAX_NESTING = 64
 
 PARAMETER_KINDS: dict[str, Dimension | None] = {
     "duration": DURATION,
@@ -156,6 +168,35 @@ def parse_duration(text: object) -> float:
         if len(parts) > 1 and _DURATION_PART.sub("", text) == "":
             return sum(parse_quantity(f"{number} {unit}", DURATION) for number, unit in parts)
     return parse_quantity(text, DURATION)
+
+
+def _key(name: object) -> str:
+    """Return a key as written in TOML: bare if it can be, else quoted (never a line break)."""
+    text = str(name)
+    return text if _BARE_KEY.match(text) else repr(text)
+
+
+def _keys(names: Iterator[object] | list[str]) -> str:
+    return ", ".join(_key(name) for name in names)
+
+
+def _nesting(data: object) -> int:
+    """Return how deep tables and arrays nest in ``data``, up to ``MAX_NESTING + 1``.
+
+    Iterative, so data nested thousands of levels deep (which tomllib reads from dotted
+    keys and table headers) cannot exhaust the recursion limit here.
+    """
+    deepest = 0
+    pending: list[tuple[object, int]] = [(data, 1)]
+    while pending and deepest <= MAX_NESTING:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            deepest = max(deepest, depth)
+            pending.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            deepest = max(deepest, depth)
+            pending.extend((v, depth + 1) for v in value)
+    return deepest
 
 
 # -- locating lines -----------------------------------------------------------------------
@@ -207,7 +248,8 @@ class _Source:
         """Return the 1-based line of ``field = ...`` in the table starting at ``start``."""
         if start is None:
             return None
-        pattern = re.compile(rf"^\s*{re.escape(field)}\s*=")
+        key = re.escape(field)
+        pattern = re.compile(rf"""^\s*(?:{key}|"{key}"|'{key}')\s*[=.]""")
         for number in range(start + 1, len(self.lines)):
             if _ANY_HEADER.match(self.lines[number]):
                 break
@@ -266,6 +308,8 @@ def _quantity(
         raise ctx.error(f"must be {'>=' if zero_ok else '>'} 0, got {table[field]!r}", field)
     if dim is DURATION and value > MAX_DURATION_S:
         raise ctx.error(f"{table[field]!r} is longer than a year", field)
+    if dim is VOLUME and value > MAX_VOLUME_UL:
+        raise ctx.error(f"{table[field]!r} is more than a litre", field)
     return value
 
 
@@ -325,6 +369,17 @@ def _pump_step(direction: PumpDirection) -> _Builder:
     return build
 
 
+def _finite(value: object) -> float | None:
+    """Return ``value`` as a float if it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a float
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _condition(ctx: _StepContext, value: object) -> Condition:
     if not isinstance(value, dict):
         raise ctx.error(
@@ -334,7 +389,7 @@ def _condition(ctx: _StepContext, value: object) -> Condition:
         )
     unknown = sorted(set(value) - {"signal", "above", "below", "for"})
     if unknown:
-        raise ctx.error(f"unknown key(s) {', '.join(unknown)} in the condition", "until")
+        raise ctx.error(f"unknown key(s) {_keys(unknown)} in the condition", "until")
     signal = value.get("signal")
     if not isinstance(signal, str) or "." not in signal:
         raise ctx.error(
@@ -344,9 +399,9 @@ def _condition(ctx: _StepContext, value: object) -> Condition:
     bounds: dict[str, float | None] = {}
     for key in ("above", "below"):
         bound = value.get(key)
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
-            raise ctx.error(f"{key} must be a number, got {bound!r}", "until")
-        bounds[key] = None if bound is None else float(bound)
+        if bound is not None and _finite(bound) is None:
+            raise ctx.error(f"{key} must be a finite number, got {bound!r}", "until")
+        bounds[key] = None if bound is None else _finite(bound)
     if bounds["above"] is None and bounds["below"] is None:
         raise ctx.error("the condition needs 'above' or 'below'", "until")
     hold_s = 0.0
@@ -450,7 +505,7 @@ def _image_step(ctx: _StepContext, table: dict[str, Any], _: _Parser) -> Step:
             except UnitError as exc:
                 raise ctx.error(str(exc), "at") from None
         if any(t < 0 or t > MAX_DURATION_S for t in times):
-            raise ctx.error("times must be between 0 and a year", "at")
+            raise ctx.error("times must not be negative, nor beyond a year", "at")
         times_s = tuple(sorted(set(times)))
     else:
         for field in ("every", "duration"):
@@ -458,9 +513,10 @@ def _image_step(ctx: _StepContext, table: dict[str, Any], _: _Parser) -> Step:
                 raise ctx.error("missing (or give 'at' instead)", field)
         every_s = _quantity(ctx, table, "every", DURATION)
         duration_s = _quantity(ctx, table, "duration", DURATION, zero_ok=True)
-        count = int(duration_s / every_s + 1e-9) + 1
+        intervals = duration_s / every_s  # inf for a denormal 'every': no int() of it
+        count = int(intervals + 1e-9) + 1 if intervals < MAX_TIME_POINTS else MAX_TIME_POINTS + 1
         if count > MAX_TIME_POINTS:
-            raise ctx.error(f"{count} time points; at most {MAX_TIME_POINTS}", "every")
+            raise ctx.error(f"{intervals + 1:.4g} time points; at most {MAX_TIME_POINTS}", "every")
         times_s = tuple(i * every_s for i in range(count))
     return ImageStep(ctx.info, positions, channels, times_s)
 
@@ -490,9 +546,9 @@ def _perfuse_step(ctx: _StepContext, table: dict[str, Any], _: _Parser) -> Step:
         try:
             rate = parse_quantity(text, FLOW_RATE)
         except UnitError as exc:
-            raise ctx.error(f"{pump}: {exc}", "rates") from None
+            raise ctx.error(f"{_key(pump)}: {exc}", "rates") from None
         if rate <= 0:
-            raise ctx.error(f"{pump}: must be > 0, got {text!r}", "rates")
+            raise ctx.error(f"{_key(pump)}: must be > 0, got {text!r}", "rates")
         parsed.append((str(pump), rate))
     duration_s = _quantity(ctx, table, "duration", DURATION)
     return PerfuseStep(ctx.info, tuple(parsed), duration_s, _bool(ctx, table, "wait", True))
@@ -569,7 +625,7 @@ def _parallel_step(ctx: _StepContext, table: dict[str, Any], parser: _Parser) ->
             raise ctx.error(f"branch {number} must be a table", "branch")
         unknown = sorted(set(branch) - {"name", "step"})
         if unknown:
-            raise ctx.error(f"branch {number}: unknown field(s) {', '.join(unknown)}", "branch")
+            raise ctx.error(f"branch {number}: unknown field(s) {_keys(unknown)}", "branch")
         name = branch.get("name")
         if name is not None and not isinstance(name, str):
             raise ctx.error(f"branch {number}: name must be a string", "branch")
@@ -585,7 +641,23 @@ def _repeat_step(ctx: _StepContext, table: dict[str, Any], parser: _Parser) -> S
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
         raise ctx.error(f"must be an integer 1..10000, got {count!r}", "count")
     body = parser.steps(table.get("step"), ctx)
+    runs = count * sum(_weight(step) for step in body)
+    if runs > MAX_STEPS:
+        raise ctx.error(f"runs {runs} steps once repeated; at most {MAX_STEPS}", "count")
     return RepeatStep(ctx.info, count, SequenceStep(ctx.info, body))
+
+
+def _weight(step: Step) -> int:
+    """Return how many steps ``step`` runs, repeats counted (actions count once)."""
+    match step:
+        case RepeatStep():
+            return step.count * sum(_weight(s) for s in step.body.steps)
+        case ParallelStep():
+            return sum(_weight(s) for branch in step.branches for s in branch.steps)
+        case SequenceStep():
+            return sum(_weight(s) for s in step.steps)
+        case _:
+            return 1
 
 
 #: action name -> step builder
@@ -613,8 +685,9 @@ ACTIONS: dict[str, _Builder] = {
 class _Parser:
     """Parses the step tree, handing out header lines in file order."""
 
-    def __init__(self, source: _Source) -> None:
+    def __init__(self, source: _Source, params: Mapping[str, Parameter]) -> None:
         self.source = source
+        self.params = params
         self.depth = 0
         self.count = 0
 
@@ -643,6 +716,15 @@ class _Parser:
             ctx = _StepContext(self.source, info, header)
             if not isinstance(table, dict):
                 raise ctx.error("must be a table")
+            table = {
+                key: value
+                if key in ("step", "branch")  # nested steps: substituted when parsed
+                else _substitute(value, self.params, partial(ctx.error, field=key))
+                for key, value in table.items()
+            }
+            if table.get("name") != name and isinstance(table.get("name"), str):
+                info = replace(info, name=table["name"])
+                ctx = _StepContext(self.source, info, header)
             if "name" in table and not isinstance(table["name"], str):
                 raise ctx.error("must be a string", "name")
             self.count += 1
@@ -655,6 +737,12 @@ class _Parser:
                 raise ctx.error(f"unknown action {action!r} (known: {known})", "action")
             built.append(builder(ctx, table, self))
         self.depth -= 1
+        if parent is None:
+            runs = sum(_weight(step) for step in built)
+            if runs > MAX_STEPS:
+                raise ProtocolError(
+                    self.source.name, f"runs {runs} steps once repeated; at most {MAX_STEPS}"
+                )
         return tuple(built)
 
 
@@ -670,14 +758,14 @@ def _parameters(src: _Source, table: object, overrides: Mapping[str, str]) -> di
         raise ProtocolError(src.name, "[parameters] must be a table of [parameters.<name>]")
     params: dict[str, Parameter] = {}
     for name, spec in table.items():
-        header = f"parameters.{name}"
+        header = f"parameters.{_key(name)}"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise _error(src, header, "parameter names are letters, digits and _")
         if not isinstance(spec, dict):
             raise _error(src, header, "must be a table with type and default")
         unknown = sorted(set(spec) - {"type", "default", "min", "max", "description"})
         if unknown:
-            raise _error(src, header, f"unknown field(s) {', '.join(unknown)}")
+            raise _error(src, header, f"unknown field(s) {_keys(unknown)}")
         kind = spec.get("type")
         if kind not in PARAMETER_KINDS:
             known = ", ".join(PARAMETER_KINDS)
@@ -705,14 +793,15 @@ def _parameters(src: _Source, table: object, overrides: Mapping[str, str]) -> di
         if name not in params:
             known = ", ".join(params) or "none"
             raise ProtocolError(
-                src.name, f"--set {name}: the protocol has no such parameter (parameters: {known})"
+                src.name,
+                f"--set {_key(name)}: the protocol has no such parameter (parameters: {known})",
             )
         param = params[name]
         value = _from_text(param.kind, text)
         try:
             _check_param_value(param, value)
         except ValueError as exc:
-            raise ProtocolError(src.name, f"--set {name}={text}: {exc}") from None
+            raise ProtocolError(src.name, f"--set {_key(name)}={text!r}: {exc}") from None
         params[name] = Parameter(
             name, param.kind, param.default, value, param.minimum, param.maximum, param.description
         )
@@ -743,9 +832,11 @@ def _param_number(kind: str, value: object) -> float:
             return parse_duration(value) if dim is DURATION else parse_quantity(value, dim)
         except UnitError as exc:
             raise ValueError(str(exc)) from None
-    if kind in ("number", "integer") and not isinstance(value, bool):
-        if isinstance(value, int | float):
-            return float(value)
+    if kind in ("number", "integer") and isinstance(value, int | float):
+        number = _finite(value)
+        if number is None:
+            raise ValueError(f"{value!r} is not a finite {kind}")
+        return number
     raise ValueError(f"{value!r} is not a {kind}")
 
 
@@ -768,42 +859,52 @@ def _check_param_value(param: Parameter, value: object) -> None:
         raise ValueError(f"{value!r} is above the maximum")
 
 
-def _substitute(value: Any, params: Mapping[str, Parameter], src: _Source) -> Any:
-    """Replace whole-value ``"${name}"`` strings by parameter values, recursively."""
+def _substitute(
+    value: Any, params: Mapping[str, Parameter], fail: Callable[[str], ProtocolError]
+) -> Any:
+    """Replace whole-value ``"${name}"`` strings by parameter values, recursively.
+
+    ``fail`` builds the error for a bad reference, naming where the value is.
+    """
     if isinstance(value, str):
         match = _PARAM_REF.match(value.strip())
         if match is None:
             if "${" in value:
-                raise ProtocolError(
-                    src.name,
-                    f'{value!r}: a parameter reference must be the whole value, e.g. "${{dose}}"',
+                raise fail(
+                    f'{value!r}: a parameter reference must be the whole value, e.g. "${{dose}}"'
                 )
             return value
         name = match.group(1)
         if name not in params:
             known = ", ".join(params) or "none"
-            raise ProtocolError(src.name, f"{value!r}: no parameter {name!r} (parameters: {known})")
+            raise fail(f"{value!r}: no parameter {name!r} (parameters: {known})")
         return params[name].value
     if isinstance(value, list):
-        return [_substitute(v, params, src) for v in value]
+        return [_substitute(v, params, fail) for v in value]
     if isinstance(value, dict):
-        return {k: _substitute(v, params, src) for k, v in value.items()}
+        return {k: _substitute(v, params, fail) for k, v in value.items()}
     return value
 
 
-def _syringes(src: _Source, table: object) -> dict[str, SyringeContents]:
+def _syringes(
+    src: _Source, table: object, params: Mapping[str, Parameter]
+) -> dict[str, SyringeContents]:
     if table is None:
         return {}
     if not isinstance(table, dict):
         raise ProtocolError(src.name, "[syringes] must be a table of [syringes.<pump>]")
     result: dict[str, SyringeContents] = {}
-    for pump, spec in table.items():
-        header = f"syringes.{pump}"
-        if not isinstance(spec, dict):
+    for pump, raw in table.items():
+        header = f"syringes.{_key(pump)}"
+        if not isinstance(raw, dict):
             raise _error(src, header, "must be a table")
-        unknown = sorted(set(spec) - {"contents", "fill", "label"})
+        unknown = sorted(set(raw) - {"contents", "fill", "label"})
         if unknown:
-            raise _error(src, header, f"unknown field(s) {', '.join(unknown)}")
+            raise _error(src, header, f"unknown field(s) {_keys(unknown)}")
+        spec = {
+            key: _substitute(value, params, partial(_error, src, header, field=key))
+            for key, value in raw.items()
+        }
         contents = spec.get("contents", {})
         if not isinstance(contents, dict):
             raise _error(src, header, 'must be a table such as { "drug-x" = "20 nM" }', "contents")
@@ -812,9 +913,9 @@ def _syringes(src: _Source, table: object) -> dict[str, SyringeContents]:
             try:
                 contents_nm[str(drug)] = parse_quantity(text, CONCENTRATION)
             except UnitError as exc:
-                raise _error(src, header, f"{drug}: {exc}", "contents") from None
+                raise _error(src, header, f"{_key(drug)}: {exc}", "contents") from None
             if contents_nm[str(drug)] < 0:
-                raise _error(src, header, f"{drug}: must not be negative", "contents")
+                raise _error(src, header, f"{_key(drug)}: must not be negative", "contents")
         fill = None
         if "fill" in spec:
             try:
@@ -837,7 +938,7 @@ def _chambers(src: _Source, table: object) -> ChamberMap:
         raise ProtocolError(src.name, "[chambers] must be a table")
     unknown = sorted(set(table) - {"control", "exclude", "labels"})
     if unknown:
-        raise _error(src, "chambers", f"unknown field(s) {', '.join(unknown)}")
+        raise _error(src, "chambers", f"unknown field(s) {_keys(unknown)}")
     lists: dict[str, tuple[str, ...]] = {}
     for key in ("control", "exclude"):
         value = table.get(key, [])
@@ -852,72 +953,111 @@ def _chambers(src: _Source, table: object) -> ChamberMap:
     return ChamberMap(lists["control"], lists["exclude"], {str(k): v for k, v in labels.items()})
 
 
+class InterlockError(ValueError):
+    """Raised by :func:`parse_interlock`; ``field`` is the key concerned, if one is.
+
+    ``str()`` is the message alone (it names the field in words), so the config, which
+    reports ``interlocks.<kind>: message``, and the protocol loader, which adds the line
+    and ``field 'x'``, can both use it.
+    """
+
+    def __init__(self, field: str | None, message: str) -> None:
+        """Keep the field beside the message."""
+        super().__init__(message)
+        self.field = field
+
+
 def parse_interlock(
     where: str, spec: Mapping[str, Any], *, kind: str | None = None, origin: str = "protocol"
 ) -> InterlockSpec:
     """Parse one interlock table (``kind`` given separately for config defaults).
 
     Raises:
-        ValueError: naming the field, for the caller to wrap with its file and table.
+        InterlockError: a ValueError naming the field, for the caller to wrap with its file
+            and table.
     """
     kind = kind if kind is not None else spec.get("kind")
     if kind not in INTERLOCK_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(INTERLOCK_KINDS)}, got {kind!r}")
+        raise InterlockError(
+            "kind", f"kind must be one of {', '.join(INTERLOCK_KINDS)}, got {kind!r}"
+        )
     allowed = {"kind", "action", "device", "limit", "tolerance", "reserve", "for"}
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}")
+        raise InterlockError(unknown[0], f"unknown field(s) {_keys(unknown)}")
     action = spec.get("action")
     if action not in INTERLOCK_ACTIONS:
-        raise ValueError(f"action must be one of {', '.join(INTERLOCK_ACTIONS)}, got {action!r}")
+        raise InterlockError(
+            "action", f"action must be one of {', '.join(INTERLOCK_ACTIONS)}, got {action!r}"
+        )
     scope = spec.get("device")
     if scope is not None and (not isinstance(scope, str) or not scope.strip()):
-        raise ValueError("device must be a device name")
+        raise InterlockError("device", "device must be a device name")
     if action == "stop_pump" and kind in ("pressure", "flow_deviation", "bubble"):
         if scope is None:
-            raise ValueError("stop_pump needs 'device' (the pump to stop) for this kind")
+            raise InterlockError(
+                "device", "stop_pump needs 'device' (the pump to stop) for this kind"
+            )
     limit: float | None = None
     if kind == "pressure":
         if "limit" not in spec:
-            raise ValueError('limit is missing (e.g. "50 kPa")')
+            raise InterlockError("limit", 'limit is missing (e.g. "50 kPa")')
         try:
             limit = parse_quantity(spec["limit"], PRESSURE)
         except UnitError as exc:
-            raise ValueError(f"limit: {exc}") from None
+            raise InterlockError("limit", f"limit: {exc}") from None
         if limit <= 0:
-            raise ValueError("limit must be > 0")
+            raise InterlockError("limit", "limit must be > 0")
     elif kind in ("flow_deviation", "syringe_reserve"):
         key = "tolerance" if kind == "flow_deviation" else "reserve"
         if key not in spec:
-            raise ValueError(f'{key} is missing (e.g. "30 %")')
+            raise InterlockError(key, f'{key} is missing (e.g. "30 %")')
         limit = _percent(spec[key], key)
-    elif "limit" in spec or "tolerance" in spec or "reserve" in spec:
-        raise ValueError(f"{kind} takes no limit")
+    else:
+        for key in ("limit", "tolerance", "reserve"):
+            if key in spec:
+                raise InterlockError(key, f"{kind} takes no limit")
     hold_s = 0.0
     if "for" in spec:
         try:
             hold_s = parse_duration(spec["for"])
         except UnitError as exc:
-            raise ValueError(f"for: {exc}") from None
+            raise InterlockError("for", f"for: {exc}") from None
+        if hold_s < 0 or hold_s > MAX_DURATION_S:
+            raise InterlockError("for", f"for must be between 0 and a year, got {spec['for']!r}")
     return InterlockSpec(kind, action, scope.strip() if scope else None, limit, hold_s, origin)
 
 
 def _percent(value: object, key: str) -> float:
+    expect = f'{key} must be a percentage such as "30 %", got {value!r}'
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
             number = float(value.strip()[:-1])
         except ValueError:
-            raise ValueError(f'{key} must be a percentage such as "30 %", got {value!r}') from None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value) * 100.0
+            raise InterlockError(key, expect) from None
+    elif (fraction := _finite(value)) is not None:
+        number = fraction * 100.0
     else:
-        raise ValueError(f'{key} must be a percentage such as "30 %", got {value!r}')
+        raise InterlockError(key, expect)
     if not 0 < number < 1000:
-        raise ValueError(f"{key} must be between 0 and 1000 %, got {value!r}")
+        raise InterlockError(key, f"{key} must be between 0 and 1000 %, got {value!r}")
     return number / 100.0
 
 
-def _interlocks(src: _Source, tables: object) -> tuple[InterlockSpec, ...]:
+def _interlock_error(
+    src: _Source, header: int | None, number: int, message: str, field: str | None = None
+) -> ProtocolError:
+    """Return the error for interlock ``number`` whose table starts at 0-based ``header``."""
+    if field:
+        line = src.field_line(header, field)
+    else:
+        line = None if header is None else header + 1
+    return ProtocolError(src.name, f"interlock {number}: {message}", line=line, field=field)
+
+
+def _interlocks(
+    src: _Source, tables: object, params: Mapping[str, Parameter]
+) -> tuple[InterlockSpec, ...]:
     if tables is None:
         return ()
     if not isinstance(tables, list):
@@ -926,14 +1066,18 @@ def _interlocks(src: _Source, tables: object) -> tuple[InterlockSpec, ...]:
         n for n, line in enumerate(src.lines) if re.match(r"^\s*\[\[\s*interlock\s*\]\]", line)
     ]
     result = []
-    for number, spec in enumerate(tables, start=1):
-        line = headers[number - 1] + 1 if number - 1 < len(headers) else None
-        if not isinstance(spec, dict):
-            raise ProtocolError(src.name, f"interlock {number}: must be a table", line=line)
+    for number, raw in enumerate(tables, start=1):
+        header = headers[number - 1] if number - 1 < len(headers) else None
+        error = partial(_interlock_error, src, header, number)
+        if not isinstance(raw, dict):
+            raise error("must be a table")
+        spec = {
+            key: _substitute(value, params, partial(error, field=key)) for key, value in raw.items()
+        }
         try:
             result.append(parse_interlock(f"interlock {number}", spec))
-        except ValueError as exc:
-            raise ProtocolError(src.name, f"interlock {number}: {exc}", line=line) from None
+        except InterlockError as exc:
+            raise error(str(exc), exc.field) from None
     return tuple(result)
 
 
@@ -960,6 +1104,12 @@ def parse_protocol(text: str, source: str, overrides: Mapping[str, str] | None =
         ) from None
     except RecursionError:
         raise ProtocolError(source, "not valid TOML: nested too deeply") from None
+    if _nesting(data) > MAX_NESTING:
+        raise ProtocolError(
+            source,
+            f"tables and arrays nest more than {MAX_NESTING} levels deep "
+            f"(steps nest at most {MAX_DEPTH} deep)",
+        )
     lines = text.splitlines()
     headers = _step_header_lines(lines)
     if len(headers) != _count_step_tables(data.get("step")):
@@ -969,14 +1119,14 @@ def parse_protocol(text: str, source: str, overrides: Mapping[str, str] | None =
     if unknown:
         raise ProtocolError(
             source,
-            f"unknown table(s) {', '.join(unknown)} (expected: {', '.join(sorted(_TOP_LEVEL))})",
+            f"unknown table(s) {_keys(unknown)} (expected: {', '.join(sorted(_TOP_LEVEL))})",
         )
     meta = data.get("protocol")
     if not isinstance(meta, dict):
         raise ProtocolError(source, "missing [protocol] table with at least a name")
     unknown = sorted(set(meta) - {"name", "description", "pause_policy", "max_pause", "version"})
     if unknown:
-        raise _error(src, "protocol", f"unknown field(s) {', '.join(unknown)}")
+        raise _error(src, "protocol", f"unknown field(s) {_keys(unknown)}")
     name = meta.get("name")
     if not isinstance(name, str) or not name.strip():
         raise _error(src, "protocol", "needs a non-empty string 'name'", "name")
@@ -997,8 +1147,7 @@ def parse_protocol(text: str, source: str, overrides: Mapping[str, str] | None =
         if not 0 < max_pause_s <= MAX_DURATION_S:
             raise _error(src, "protocol", "must be > 0 and at most a year", "max_pause")
     params = _parameters(src, data.get("parameters"), overrides or {})
-    steps_data = _substitute(data.get("step"), params, src)
-    steps = _Parser(src).steps(steps_data)
+    steps = _Parser(src, params).steps(data.get("step"))
     return Protocol(
         name=name.strip(),
         description=str(meta.get("description", "")).strip(),
@@ -1006,9 +1155,9 @@ def parse_protocol(text: str, source: str, overrides: Mapping[str, str] | None =
         text=text,
         steps=steps,
         parameters=params,
-        syringes=_syringes(src, _substitute(data.get("syringes"), params, src)),
+        syringes=_syringes(src, data.get("syringes"), params),
         chambers=_chambers(src, data.get("chambers")),
-        interlocks=_interlocks(src, _substitute(data.get("interlock"), params, src)),
+        interlocks=_interlocks(src, data.get("interlock"), params),
         pause_policy=pause_policy,
         max_pause_s=max_pause_s,
         version=str(meta.get("version", "")),

@@ -137,6 +137,7 @@ class StepRunner:
             None when it is answered.
         on_pump_alarm: called when a waited-for pump step finds its pump alarmed, so the
             interlocks can act before the step decides.
+        on_time_point: called with each imaging time point's summary when it is done.
         signal: returns a live signal's value (``"flow.flow_ul_min"``), None if unknown.
         acquisition: takes the images (required if the protocol has image steps).
         fluidic_state: the fluidic quantities recorded with every frame, at a run time.
@@ -156,6 +157,7 @@ class StepRunner:
         on_abort: Callable[[str], None],
         on_prompt: Callable[[str | None], None] = lambda message: None,
         on_pump_alarm: Callable[[str, str], None] = lambda pump, alarm: None,
+        on_time_point: Callable[[object], None] = lambda summary: None,
         signal: Callable[[str], float | None] = lambda name: None,
         acquisition: Acquisition | None = None,
         fluidic_state: Callable[[float], Mapping[str, float]] | None = None,
@@ -172,6 +174,7 @@ class StepRunner:
         self._on_abort = on_abort
         self._on_prompt = on_prompt
         self._on_pump_alarm = on_pump_alarm
+        self._on_time_point = on_time_point
         self._signal = signal
         self.acquisition = acquisition
         self._fluidic_state = fluidic_state or (lambda t_s: {})
@@ -618,6 +621,7 @@ class StepRunner:
             f"{summary.frames} frames at {len(summary.positions)} positions in "
             f"{summary.elapsed_s:.1f} s",
         )
+        self._on_time_point(summary)
         schedule.taken += 1
         if schedule.taken == len(step.times_s):
             self._schedules_left -= 1
