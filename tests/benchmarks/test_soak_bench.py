@@ -18,6 +18,7 @@ import pytest
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(4 * 3600),
     pytest.mark.skipif(not os.environ.get("CHIPCTL_SOAK"), reason="opt-in: set CHIPCTL_SOAK=1"),
 ]
 
