@@ -20,7 +20,7 @@ from pathlib import Path
 
 from chipctl.config import InstrumentConfig, load_config, reference_rig_config
 from chipctl.engine.run import Run, RunState, RunStatus
-from chipctl.errors import InputError, ProtocolError
+from chipctl.errors import InputError, ProtocolError, RunFileError
 from chipctl.protocol.loader import load_protocol, parse_protocol
 from chipctl.protocol.model import Protocol
 from chipctl.protocol.preflight import Preflight, preflight
@@ -242,6 +242,8 @@ class RunHandle:
         self.path = path
         self.config = config
         self._closed = False
+        #: the run file's failure at close (a full disk), if any
+        self.close_error: RunFileError | None = None
 
     @property
     def preflight(self) -> Preflight:
@@ -285,7 +287,12 @@ class RunHandle:
             return
         self._closed = True
         state = final or self.run.status().state
-        self.writer.close(state.value if state.finished else "failed", _wall_utc().isoformat())
+        try:
+            self.writer.close(state.value if state.finished else "failed", _wall_utc().isoformat())
+        except RunFileError as exc:
+            # the run already ended on this failure (a full disk): pumps are stopped and
+            # the result says why; the file keeps everything written before it
+            self.close_error = exc
 
     def result(self) -> RunResult:
         """Return how the run ended."""
@@ -295,9 +302,12 @@ class RunHandle:
             for name, values in self.run.session.last_values.items()
             if self.run.rig.roles.get(name) == "pump"
         }
+        message = status.message
+        if self.close_error is not None and str(self.close_error) not in message:
+            message = f"{message}; {self.close_error}" if message else str(self.close_error)
         return RunResult(
             state=status.state,
-            message=status.message,
+            message=message,
             path=self.path,
             protocol=self.run.protocol,
             simulated=self.config.simulated,
@@ -344,9 +354,9 @@ def prepare_run(
         protocol_text=proto.text,
         protocol_name=proto.name,
         telemetry=telemetry_spec(rig),
+        clock=_clock_label(clock),
         extra_attrs={
             "instrument": cfg.name,
-            "clock": _clock_label(clock),
             "protocol_source": proto.source,
             "parameters": json.dumps(proto.overrides()),
         },

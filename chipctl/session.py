@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from chipctl.errors import ChipctlError
 from chipctl.rig import CHIP, Device, Rig
 from drivers.errors import DeviceAlarm, DeviceError, TransportError
 from drivers.roles import FlowReading, FlowSensor, PumpStatus, SyringePump, Valve
@@ -139,6 +140,8 @@ class Session:
         #: the run then (the safe default until protocol interlocks choose other actions).
         self.on_pump_alarm: Callable[[str, str], None] | None = None
         self._new_alarms: list[tuple[str, str]] = []
+        #: The recorder's failure (a full disk), once it failed: nothing more is recorded.
+        self.recorder_error: ChipctlError | None = None
         #: The latest telemetry of each device (what the run file got last).
         self.last_values: dict[str, dict[str, float]] = {}
 
@@ -149,8 +152,24 @@ class Session:
         return self.clock.now_s() - self.t0_s
 
     def event(self, source: str, kind: str, message: str) -> None:
-        """Record an event now."""
-        self.recorder.event(self.t_s(), source, kind, message)
+        """Record an event now.
+
+        If the recorder has failed (a full disk), the failure is kept in
+        :attr:`recorder_error` and logged instead of raised: recording must never keep a
+        safety action (stopping the next pump) from happening. The run engine checks
+        :attr:`recorder_error` and ends the run.
+        """
+        self._record(self.recorder.event, self.t_s(), source, kind, message)
+
+    def _record(self, method: Callable[..., None], *args: object) -> None:
+        if self.recorder_error is not None:
+            logger.error("not recorded (the run file failed): %s", args)
+            return
+        try:
+            method(*args)
+        except ChipctlError as exc:
+            self.recorder_error = exc
+            logger.error("the run file failed: %s", exc)
 
     # -- devices ---------------------------------------------------------------------
 
@@ -294,12 +313,12 @@ class Session:
                 self.event(name, "error", str(exc))
                 continue
             self.last_values[name] = values
-            self.recorder.telemetry(name, t_s, values)
+            self._record(self.recorder.telemetry, name, t_s, values)
         if self.rig.bench is not None:
             self.rig.world.advance_to(self.clock.now_s())
             truth = self.rig.bench.truth()
             self.last_values[CHIP] = truth
-            self.recorder.telemetry(CHIP, t_s, truth)
+            self._record(self.recorder.telemetry, CHIP, t_s, truth)
         # reported after every device was read and recorded, so the callback (which may
         # end the run) never leaves a device unread or an alarm unrecorded
         alarms, self._new_alarms = self._new_alarms, []

@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Free disk space below which the run warns, and below which it pauses.
+DISK_WARN_BYTES = 1_000_000_000
+DISK_PAUSE_BYTES = 200_000_000
 #: How long after an abort request the pumps must be stopped (simulated seconds; tested).
 ABORT_DEADLINE_S = 1.0
 
@@ -180,6 +183,7 @@ class Run:
         self._alarms: list[str] = []
         self._abort_reason: str | None = None
         self._pauses = 0
+        self._disk_alarm = 0
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.n_steps = sum(1 for _ in walk(self.compiled.steps))
@@ -482,8 +486,29 @@ class Run:
 
     def _poll(self) -> None:
         self.session.poll()
+        if self.session.recorder_error is not None:
+            raise self.session.recorder_error  # a full disk: stop safely, say why
+        self._check_disk()
         if self.monitor is not None:
             self.monitor.check()
+
+    def _check_disk(self) -> None:
+        """Warn when the run file's disk runs low; pause before it is full."""
+        free_bytes = getattr(self.recorder.inner, "disk_free_bytes", None)
+        if free_bytes is None:
+            return
+        free = int(free_bytes())
+        if free < 0:
+            return
+        if free < DISK_PAUSE_BYTES and self._disk_alarm < 2:
+            self._disk_alarm = 2
+            self.session.event(
+                "disk", "alarm", f"only {free / 1e6:.0f} MB free for the run file -> pause"
+            )
+            self._pause("disk nearly full: free space, then resume")
+        elif free < DISK_WARN_BYTES and self._disk_alarm < 1:
+            self._disk_alarm = 1
+            self.session.event("disk", "alarm", f"only {free / 1e9:.2f} GB free for the run file")
 
     def run(self) -> RunState:
         """Run to the end on the calling thread; returns the final state.

@@ -5,7 +5,10 @@ Layout of schema version 1::
 
     /                      attrs: format="chipctl-run", schema_version, chipctl_version,
                                   status (running|completed|aborted|failed), simulated (bool),
-                                  started_utc, ended_utc ("" while running), seed (-1 = none)
+                                  started_utc, ended_utc ("" while running), seed (-1 = none),
+                                  flush_interval_s; when known clock ("virtual", "real",
+                                  "scaled x10"); after a crash resume resumed_count and
+                                  resumed_utc (one ISO time per resume)
     /config/text           scalar UTF-8 string: the exact instrument config text
     /protocol              attrs: name
     /protocol/source       scalar UTF-8 string: the exact protocol text; attrs: sha256, name
@@ -14,6 +17,9 @@ Layout of schema version 1::
     /telemetry/<device>/{t_s,<quantity>...}
                            a table per device; float64 columns
     /images, /analysis     reserved for frame stacks and analysis tables
+    /complete_before_t_s   one float64 (units "s"), the completeness mark: every record with
+                           a time before it is on disk; NaN until the first such flush (see
+                           COMPLETE_BEFORE)
 
 A *table* is a group whose datasets are 1-D columns of equal length, all extended together;
 the group carries ``columns`` (their order). Columns are separate datasets rather than one
@@ -38,10 +44,14 @@ import numpy as np
 __all__ = [
     "ANALYSIS_GROUP",
     "ATTR_CHIPCTL_VERSION",
+    "ATTR_CLOCK",
     "ATTR_COLUMNS",
     "ATTR_ENDED_UTC",
+    "ATTR_FLUSH_INTERVAL_S",
     "ATTR_FORMAT",
     "ATTR_NAME",
+    "ATTR_RESUMED_COUNT",
+    "ATTR_RESUMED_UTC",
     "ATTR_SCHEMA_VERSION",
     "ATTR_SEED",
     "ATTR_SHA256",
@@ -55,6 +65,7 @@ __all__ = [
     "EVENT_MESSAGE_BYTES",
     "EVENT_SOURCE_BYTES",
     "EVENTS_CHUNK_ROWS",
+    "COMPLETE_BEFORE",
     "FORMAT_NAME",
     "IMAGES_GROUP",
     "LIBVER",
@@ -92,6 +103,12 @@ ATTR_STARTED_UTC: Final = "started_utc"
 ATTR_ENDED_UTC: Final = "ended_utc"
 ATTR_SEED: Final = "seed"
 NO_SEED: Final = -1
+ATTR_FLUSH_INTERVAL_S: Final = "flush_interval_s"
+ATTR_CLOCK: Final = "clock"
+"""How the run's time ran: ``"virtual"``, ``"real"`` or ``"scaled x<speed>"``. A resumed run
+goes on in the same mode, so the file says which it was."""
+ATTR_RESUMED_COUNT: Final = "resumed_count"
+ATTR_RESUMED_UTC: Final = "resumed_utc"
 
 # Dataset and group attributes.
 ATTR_UNITS: Final = "units"
@@ -107,6 +124,16 @@ EVENTS: Final = "/events"
 TELEMETRY_GROUP: Final = "/telemetry"
 IMAGES_GROUP: Final = "/images"
 ANALYSIS_GROUP: Final = "/analysis"
+COMPLETE_BEFORE: Final = "/complete_before_t_s"
+"""The completeness mark: a one-element float64 dataset. After a flush has put on disk every
+record handed to the writer before it, the writer overwrites the mark (in place, raw data: safe
+under SWMR) with the latest record time T it had taken in, and flushes again; so a mark on
+disk proves that every record with a time *before* T, handed over in time order, is on disk
+too. Not every record *at* T: records of one instant (many, on a virtual clock) can straddle a
+flush. A file left by a killed writer is complete before its mark; :mod:`chipctl.runfile.
+recover` cuts there and the run is redone from that instant. One value rather than a row per
+flush, so that the file's contents do not depend on when flushes happened: a finished run's
+mark is its last record time, and the same seed still gives the same run file."""
 TIME_COLUMN: Final = "t_s"
 
 # Field widths of the event table, in UTF-8 bytes.

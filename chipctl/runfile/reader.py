@@ -124,6 +124,11 @@ class RunFile:
         return str(self._attrs.get(layout.ATTR_STATUS, ""))
 
     @property
+    def clock(self) -> str:
+        """How the run's time ran: ``virtual``, ``real``, ``scaled x<speed>`` ("" if unsaid)."""
+        return str(self._attrs.get(layout.ATTR_CLOCK, ""))
+
+    @property
     def config_text(self) -> str:
         """The exact instrument config text of the run."""
         return self._scalar_text(layout.CONFIG_TEXT)
