@@ -163,7 +163,7 @@ class Session:
 
     def _record(self, method: Callable[..., None], *args: object) -> None:
         if self.recorder_error is not None:
-            logger.error("not recorded (the run file failed): %s", args)
+            logger.debug("not recorded (the run file failed): %s", args)
             return
         try:
             method(*args)
