@@ -177,6 +177,10 @@ def _build_parser() -> _Parser:
         "--config", metavar="FILE", type=Path, help="simulated config (default: reference rig)"
     )
     serve.add_argument("--seed", type=int, default=0, help="simulated world seed (default 0)")
+
+    from chipctl.analysis.cli import add_commands as add_analysis_commands
+
+    add_analysis_commands(commands)
     return parser
 
 
@@ -461,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": _cmd_export,
         "resume": _cmd_resume,
     }
+    from chipctl.analysis.cli import HANDLERS as analysis_handlers
+
+    handlers.update(analysis_handlers)
     try:
         if args.command == "devices":
             if args.devices_command != "scan":
