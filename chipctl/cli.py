@@ -181,6 +181,9 @@ def _build_parser() -> _Parser:
     from chipctl.analysis.cli import add_commands as add_analysis_commands
 
     add_analysis_commands(commands)
+    from chipctl.gui import cli as gui_cli
+
+    gui_cli.add_command(commands)
     return parser
 
 
@@ -468,6 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chipctl.analysis.cli import HANDLERS as analysis_handlers
 
     handlers.update(analysis_handlers)
+    from chipctl.gui import cli as gui_cli
+
+    handlers["gui"] = gui_cli.handle
     try:
         if args.command == "devices":
             if args.devices_command != "scan":

@@ -517,6 +517,7 @@ class Run:
         :attr:`error`), an abort as ``aborted``; neither raises. Pumps are always
         stopped before this returns.
         """
+        self.session.t0_s = self.rig.clock.now_s()  # run time starts now, not at preparation
         self._set_state(RunState.RUNNING, "started")
         done = threading.Event()
         final = RunState.FAILED
