@@ -767,7 +767,7 @@ def _parameters(src: _Source, table: object, overrides: Mapping[str, str]) -> di
         if unknown:
             raise _error(src, header, f"unknown field(s) {_keys(unknown)}")
         kind = spec.get("type")
-        if kind not in PARAMETER_KINDS:
+        if not isinstance(kind, str) or kind not in PARAMETER_KINDS:
             known = ", ".join(PARAMETER_KINDS)
             raise _error(src, header, f"type must be one of {known}, got {kind!r}", "type")
         if "default" not in spec:
@@ -832,12 +832,13 @@ def _param_number(kind: str, value: object) -> float:
             return parse_duration(value) if dim is DURATION else parse_quantity(value, dim)
         except UnitError as exc:
             raise ValueError(str(exc)) from None
-    if kind in ("number", "integer") and isinstance(value, int | float):
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind in ("number", "integer") and numeric:
         number = _finite(value)
         if number is None:
             raise ValueError(f"{value!r} is not a finite {kind}")
         return number
-    raise ValueError(f"{value!r} is not a {kind}")
+    raise ValueError(f"{value!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
 
 
 def _check_param_value(param: Parameter, value: object) -> None:
@@ -1013,10 +1014,11 @@ def parse_interlock(
         if key not in spec:
             raise InterlockError(key, f'{key} is missing (e.g. "30 %")')
         limit = _percent(spec[key], key)
-    else:
-        for key in ("limit", "tolerance", "reserve"):
-            if key in spec:
-                raise InterlockError(key, f"{kind} takes no limit")
+    own = {"pressure": "limit", "flow_deviation": "tolerance", "syringe_reserve": "reserve"}
+    for key in ("limit", "tolerance", "reserve"):
+        if key in spec and key != own.get(kind):
+            takes = f"its limit is '{own[kind]}'" if kind in own else "it takes no limit"
+            raise InterlockError(key, f"{kind} takes no '{key}' ({takes})")
     hold_s = 0.0
     if "for" in spec:
         try:
