@@ -35,7 +35,9 @@ The pseudo-device ``chip`` takes the simulated chip's faults: ``clog``, ``unclog
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,51 @@ class InstrumentConfig:
         return all(d.scheme == "sim" for d in self.devices.values())
 
 
+def _names(keys: Iterable[object]) -> str:
+    """List config keys for a message, quoted: an empty key or a control character shows."""
+    return ", ".join(repr(key) for key in sorted(keys, key=str))
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _check_keys(source: str, data: dict[str, Any]) -> None:
+    """Refuse keys with control characters anywhere in the file.
+
+    Keys are echoed in error messages and stored in run files; a quoted TOML key may hold
+    a newline or a NUL, which would split the one-line message a user sees.
+    """
+    stack: list[tuple[str, object]] = [("", data)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, list):
+            stack.extend((f"{where}[{i}]", value) for i, value in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if isinstance(key, str) and not key.isprintable():
+                raise ConfigError(source, where or None, f"key {key!r} holds control characters")
+            name = key if _BARE_KEY.fullmatch(key) else repr(key)
+            stack.append((f"{where}.{name}" if where else name, value))
+
+
+def _check_device_name(source: str, name: str) -> None:
+    """Refuse a device name that cannot be one word in messages, protocols and run files.
+
+    The name becomes the run file's ``/telemetry/<name>`` group, so a ``/`` (a subgroup),
+    ``.`` or ``..`` would put telemetry elsewhere in the file; a control character would
+    break the one-line messages; ``chip`` is the simulated chip's pseudo-device.
+    """
+    where = f"devices.{name!r}"
+    if not name.strip() or not name.isprintable() or name != name.strip():
+        raise ConfigError(source, where, "a device name must be printable text without edge spaces")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(source, where, "a device name must not contain / or \\ or be . or ..")
+    if name == CHIP:
+        raise ConfigError(source, where, f"{CHIP!r} is reserved for the simulated chip")
+
+
 def _parse_syringe(source: str, where: str, value: object) -> Syringe:
     if isinstance(value, str):
         try:
@@ -160,7 +207,7 @@ def _parse_syringe(source: str, where: str, value: object) -> Syringe:
     if isinstance(value, dict):
         unknown = sorted(set(value) - {"name", "inner_diameter", "volume"})
         if unknown:
-            raise ConfigError(source, where, f"unknown key(s) {', '.join(unknown)}")
+            raise ConfigError(source, where, f"unknown key(s) {_names(unknown)}")
         for key in ("inner_diameter", "volume"):
             if key not in value:
                 raise ConfigError(source, f"{where}.{key}", "missing")
@@ -183,6 +230,7 @@ def _parse_syringe(source: str, where: str, value: object) -> Syringe:
 
 
 def _parse_device(source: str, name: str, table: object) -> DeviceConfig:
+    _check_device_name(source, name)
     where = f"devices.{name}"
     if not isinstance(table, dict):
         raise ConfigError(source, where, "must be a table")
@@ -192,7 +240,13 @@ def _parse_device(source: str, name: str, table: object) -> DeviceConfig:
         if not isinstance(table[key], str) or not table[key].strip():
             raise ConfigError(source, f"{where}.{key}", "must be a non-empty string")
     link = table["link"].strip()
-    scheme = urlsplit(link).scheme
+    try:
+        scheme = urlsplit(link).scheme
+    except ValueError:  # e.g. an unclosed "[" (urllib reads it as an IPv6 host)
+        scheme = ""
+    if not link.isprintable() or any(char.isspace() for char in link):
+        # urllib silently drops tabs and newlines inside URLs: refuse them instead.
+        raise ConfigError(source, f"{where}.link", f"{link!r} holds spaces or control characters")
     if scheme not in ("serial", "sim"):
         raise ConfigError(
             source,
@@ -230,18 +284,25 @@ def parse_config(text: str, source: str) -> InstrumentConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, None, f"not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively: a file nested about a
+        # thousand levels deep (never a real config) exhausts the interpreter's stack.
+        raise ConfigError(
+            source, None, "not valid TOML: arrays or tables nested too deep"
+        ) from None
+    _check_keys(source, data)
     unknown = sorted(set(data) - {"instrument", "devices", "fault", "chip", "interlocks"})
     if unknown:
-        raise ConfigError(source, None, f"unknown table(s) {', '.join(unknown)}")
+        raise ConfigError(source, None, f"unknown table(s) {_names(unknown)}")
     instrument = data.get("instrument", {})
     if not isinstance(instrument, dict):
         raise ConfigError(source, "instrument", "must be a table")
     unknown = sorted(set(instrument) - {"name", "telemetry_period"})
     if unknown:
-        raise ConfigError(source, "instrument", f"unknown key(s) {', '.join(unknown)}")
+        raise ConfigError(source, "instrument", f"unknown key(s) {_names(unknown)}")
     name = instrument.get("name", Path(source).stem)
-    if not isinstance(name, str):
-        raise ConfigError(source, "instrument.name", "must be a string")
+    if not isinstance(name, str) or not name.isprintable():
+        raise ConfigError(source, "instrument.name", "must be a string of printable text")
     period_s = DEFAULT_TELEMETRY_PERIOD_S
     if "telemetry_period" in instrument:
         try:
@@ -292,12 +353,12 @@ def _parse_faults(
             raise ConfigError(source, where, "must be a table")
         unknown = sorted(set(table) - {"device", "kind", "at"})
         if unknown:
-            raise ConfigError(source, where, f"unknown key(s) {', '.join(unknown)}")
+            raise ConfigError(source, where, f"unknown key(s) {_names(unknown)}")
         for key in ("device", "kind", "at"):
             if key not in table:
                 raise ConfigError(source, f"{where}.{key}", "missing")
         device, kind = table["device"], table["kind"]
-        if device not in devices and device != CHIP:
+        if not isinstance(device, str) or (device not in devices and device != CHIP):
             known = ", ".join([*devices, CHIP])
             raise ConfigError(source, f"{where}.device", f"no device {device!r} (known: {known})")
         if not isinstance(kind, str) or not kind.isidentifier() or kind.startswith("_"):
@@ -323,7 +384,7 @@ def load_config(path: str | Path) -> InstrumentConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), None, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
         raise ConfigError(str(path), None, f"cannot read: {exc}") from None
     return parse_config(text, str(path))
 

@@ -15,6 +15,7 @@ or without a unit is an error naming the expected dimension.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -69,8 +70,23 @@ def _registry() -> Any:
     return registry
 
 
+# A quantity is a plain number, then a unit made of names, optional small integer powers,
+# and "/" or "*" (or a space) between them: "2 uL/min", "1.5e-3 mL", "20 kPa", "60 ul/hr".
+# The string is never handed whole to pint's expression parser, which evaluates arithmetic:
+# "9**9**9 uL" would compute a number of 370 million digits (the process hangs), and
+# "10**400 uL" overflowed a float with an OverflowError instead of a clear line.
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan)"
+_QUANTITY_RE = re.compile(rf"\s*(?P<number>{_NUMBER})(?P<unit>.*?)\s*", re.IGNORECASE | re.DOTALL)
+_NAME = r"(?:[^\W\d_]|°)(?:[^\W\d]|°)*|%"
+_FACTOR = rf"(?:{_NAME})(?:\s*(?:\*\*|\^)\s*[+-]?[0-9]{{1,2}})?"
+_UNIT_RE = re.compile(rf"\s*{_FACTOR}(?:\s*[*/]?\s*{_FACTOR})*\s*")
+
+
 def parse_quantity(text: object, dimension: Dimension) -> float:
     """Parse ``text`` (e.g. ``"2 uL/min"``) into a float in ``dimension``'s canonical unit.
+
+    The text is a plain number (``2``, ``-0.5``, ``1.5e-3``) followed by a unit; arithmetic
+    (``2*3 uL``, ``10**2 uL``) is not accepted, and neither is a unit without a number.
 
     Raises:
         UnitError: not a string, no number, no unit, unknown unit, wrong dimension, or not a
@@ -78,27 +94,47 @@ def parse_quantity(text: object, dimension: Dimension) -> float:
     """
     expect = f"expected a {dimension.name} such as {dimension.example!r}"
     if isinstance(text, bool) or not isinstance(text, str):
-        raise UnitError(f"{text!r} is not a quantity string; {expect}")
+        raise UnitError(f"{_shown(text)} is not a quantity string; {expect}")
+    match = _QUANTITY_RE.fullmatch(text)
+    if match is None:
+        raise UnitError(f"cannot read {_shown(text)} (no number first); {expect}")
+    unit_text = match["unit"]
+    if not unit_text.strip():
+        raise UnitError(f"{_shown(text)} has no unit; {expect}")
+    if _UNIT_RE.fullmatch(unit_text) is None:
+        raise UnitError(f"cannot read {_shown(text)} (not a unit: {unit_text.strip()!r}); {expect}")
     import pint
 
     registry = _registry()
     try:
-        quantity = registry.Quantity(text.strip())
-    except (pint.errors.PintError, ValueError, TypeError, AttributeError, SyntaxError) as exc:
-        raise UnitError(f"cannot read {text!r} ({exc}); {expect}") from None
+        quantity = registry.Quantity(float(match["number"]), registry.parse_units(unit_text))
+        dimensionless = quantity.dimensionless
+    except pint.errors.PintError as exc:
+        raise UnitError(f"cannot read {_shown(text)} ({_one_line(exc)}); {expect}") from None
     except Exception as exc:  # pint's parser can raise almost anything on odd input
-        raise UnitError(f"cannot read {text!r} ({type(exc).__name__}); {expect}") from None
-    if not isinstance(quantity, registry.Quantity) or quantity.dimensionless:
-        raise UnitError(f"{text!r} has no unit; {expect}")
+        raise UnitError(f"cannot read {_shown(text)} ({type(exc).__name__}); {expect}") from None
+    if dimensionless:
+        raise UnitError(f"{_shown(text)} has no unit; {expect}")
     try:
         value = float(quantity.to(dimension.canonical_unit).magnitude)
     except pint.errors.DimensionalityError:
-        raise UnitError(f"{text!r} is not a {dimension.name}; {expect}") from None
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise UnitError(f"cannot read {text!r} ({exc}); {expect}") from None
+        raise UnitError(f"{_shown(text)} is not a {dimension.name}; {expect}") from None
+    except Exception as exc:  # overflow in a unit's conversion factor, and the like
+        raise UnitError(f"cannot read {_shown(text)} ({type(exc).__name__}); {expect}") from None
     if not math.isfinite(value):
-        raise UnitError(f"{text!r} is not a finite {dimension.name}")
+        raise UnitError(f"{_shown(text)} is not a finite {dimension.name}")
     return value
+
+
+def _shown(value: object) -> str:
+    """Return ``repr(value)``, cut to a length that keeps an error message to one short line."""
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return ``str(exc)`` on one line."""
+    return " ".join(str(exc).split())
 
 
 def format_duration(duration_s: float) -> str:

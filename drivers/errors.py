@@ -15,6 +15,7 @@ __all__ = [
     "DeviceRejected",
     "IncompatibleStateError",
     "ReplyError",
+    "StrokeLimitError",
     "TransportError",
     "TransportTimeout",
 ]
@@ -101,6 +102,17 @@ class DeviceAlarm(DeviceError):
 
 class IncompatibleStateError(DeviceError):
     """Raised when an operation is not valid in the device's current state."""
+
+
+class StrokeLimitError(IncompatibleStateError, ValueError):
+    """Raised when a move does not fit the syringe's present content or stroke left.
+
+    A stroke pump (Cavro) knows its plunger position, read from the pump: dispensing more
+    than the syringe holds, or aspirating more than the stroke left, is refused before any
+    move is sent. It is an :class:`IncompatibleStateError`, because the limit is the
+    device's present state (a run reports it as a device fault naming the pump), and a
+    ``ValueError``, like any other move refused before any I/O because of its arguments.
+    """
 
 
 class DeviceNotFound(DeviceError):

@@ -6,6 +6,10 @@ PTY pair: the program opens the slave device path, and :class:`PtyServer` reads 
 the master side (hardware-reference §8.1). The slave is put in raw mode, otherwise the
 kernel's line discipline would echo and translate CR/LF.
 
+The server listens on nothing but its pseudo-terminals, and each slave device is made
+readable and writable by its owner only (mode 600): it is a local serial port, never a
+network service.
+
 Thread topology: one daemon thread per server runs a ``select()`` loop over every master
 fd. Each turn it reads ``now_s()`` once, advances every device to that time, hands a
 device the bytes that arrived for it, and writes whatever the device sent. The loop wakes
@@ -130,6 +134,9 @@ class PtyServer:
             for name, device in self._devices.items():
                 master_fd, slave_fd = os.openpty()
                 self._ports.append(_Port(name, device, master_fd, slave_fd, ""))
+                # grantpt() leaves the slave writable by the tty group (mode 620 on most
+                # systems): only the user who serves the emulators may drive them.
+                os.fchmod(slave_fd, 0o600)
                 tty.setraw(slave_fd)
                 os.set_blocking(master_fd, False)
                 self._ports[-1].path = os.ttyname(slave_fd)

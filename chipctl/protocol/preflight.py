@@ -440,11 +440,15 @@ def _ledger(
         lowest, lowest_at = start, 0.0
         for t0, t1 in itertools.pairwise(edges):
             rate = sum(m.rate_ul_s for m in mine if m.t0_s <= t0 and m.t1_s >= t1)
+            before = level
             level += rate * (t1 - t0)
             if level < lowest:
                 lowest, lowest_at = level, t1
             tolerance = 1e-6 * capacity
             if level < -tolerance or level > capacity + tolerance:
+                # the moment it crosses empty (or full) inside this interval
+                edge = 0.0 if level < 0 else capacity
+                t1 = t0 + (edge - before) / rate if rate else t1
                 step = next(m.step for m in mine if m.t0_s <= t0 and m.t1_s >= t1 and m.rate_ul_s)
                 what = "runs dry" if level < 0 else "overfills"
                 raise ProtocolError(
@@ -512,6 +516,45 @@ def _pressure_limit(protocol: Protocol, rig: Rig) -> float | None:
     return min((x for x in limits if x is not None), default=None)
 
 
+def _check_scopes(protocol: Protocol, rig: Rig) -> None:
+    """Refuse interlocks and chamber names that point at nothing on this rig.
+
+    A typo in an interlock's ``device`` would silently disable it; a chamber map naming a
+    position the microscope lacks would silently leave the readout without its control.
+    """
+    known = [*rig.devices, "chip"]
+    for number, spec in enumerate(protocol.interlocks, start=1):
+        if spec.scope is not None and spec.scope not in known:
+            raise ProtocolError(
+                protocol.source,
+                f"interlock {number} ({spec.kind}): no device {spec.scope!r} on this rig "
+                f"(devices: {', '.join(known)})",
+                field="device",
+            )
+    scopes = rig.microscopes()
+    if scopes:
+        (device,) = list(scopes.values())[:1]
+        positions = list(device.microscope.position_names())
+    elif rig.config.chip is not None:
+        positions = list(rig.config.chip.chamber_names)
+    else:
+        return
+    chambers = protocol.chambers
+    for field_name, names in (
+        ("control", chambers.control),
+        ("exclude", chambers.exclude),
+        ("labels", tuple(chambers.labels)),
+    ):
+        for name in names:
+            if name not in positions:
+                raise ProtocolError(
+                    protocol.source,
+                    f"[chambers]: no position {name!r} on this rig "
+                    f"(positions: {', '.join(positions)})",
+                    field=field_name,
+                )
+
+
 def _free_bytes(folder: Path | None) -> int:
     if folder is None:
         return -1
@@ -564,6 +607,7 @@ def preflight(
             warnings.append(
                 f"{inlet} inlet reaches {peak:.3g} kPa, over half the {limit:g} kPa limit"
             )
+    _check_scopes(protocol, rig)
     n_devices = len(rig.devices) + (1 if rig.bench is not None else 0)
     polls = duration_s / max(rig.config.telemetry_period_s, 1e-3)
     telemetry_bytes = int(polls * n_devices * TELEMETRY_BYTES_PER_ROW)

@@ -40,6 +40,7 @@ from drivers.errors import (
     DeviceRejected,
     IncompatibleStateError,
     ReplyError,
+    StrokeLimitError,
     TransportTimeout,
 )
 from drivers.roles import PumpDirection, PumpStatus, Syringe, SyringePump
@@ -486,7 +487,8 @@ class CavroPump(SyringePump):
         Returns once the pump accepted the move; :meth:`wait_until_ready` waits for the end.
 
         Raises:
-            ValueError: bad rate, volume or port, or the stroke left is too short.
+            ValueError: bad rate, volume or port (before any I/O).
+            StrokeLimitError: the stroke left is too short (also a ValueError).
         """
         self._move(PumpDirection.WITHDRAW, volume_ul, rate_ul_min, from_port)
 
@@ -496,7 +498,8 @@ class CavroPump(SyringePump):
         Returns once the pump accepted the move; :meth:`wait_until_ready` waits for the end.
 
         Raises:
-            ValueError: bad rate, volume or port, or the syringe holds less than that.
+            ValueError: bad rate, volume or port (before any I/O).
+            StrokeLimitError: the syringe holds less than that (also a ValueError).
         """
         self._move(PumpDirection.INFUSE, volume_ul, rate_ul_min, to_port)
 
@@ -533,15 +536,16 @@ class CavroPump(SyringePump):
         if volume_ul is None:
             increments = available_inc
             if increments == 0:
-                raise ValueError(f"{self.name}: nothing to {verb}: no {limit}")
+                raise StrokeLimitError(self.name, f"nothing to {verb}: no {limit}")
         else:
             increments = codec.ul_to_increments(
                 volume_ul, self._syringe.volume_ul, self.model, self.resolution
             )
             if increments > available_inc:
-                raise ValueError(
-                    f"{self.name}: cannot {verb} {volume_ul:g} uL: only "
-                    f"{self._inc_to_ul(available_inc):g} uL of {limit}"
+                raise StrokeLimitError(
+                    self.name,
+                    f"cannot {verb} {volume_ul:g} uL: only "
+                    f"{self._inc_to_ul(available_inc):g} uL of {limit}",
                 )
             if increments == 0:
                 raise ValueError(

@@ -337,16 +337,27 @@ def _volume_factor_ul(unit: str) -> float:
     return _VOLUME_UNIT_UL[unit if unit.endswith("l") else unit + "l"]
 
 
+def _finite(value: float, what: str, text: str, device: str) -> float:
+    """Return ``value``, or raise if the number overflowed a float (``"1e999 ul"``).
+
+    The reply grammar admits exponents, so line noise can turn a reply into infinity;
+    passed on, it would become an infinite volume counter or rate limit.
+    """
+    if not math.isfinite(value):
+        raise ReplyError(device, f"{what} out of range: {text[:40]!r}")
+    return value
+
+
 def parse_volume_ul(text: str, *, device: str = "harvard") -> float:
     """Parse a volume reply such as ``"1.234 ul"``, ``"2.5 ml"`` or ``"500 nl"`` to uL.
 
     Raises:
-        ReplyError: not a number followed by a volume unit.
+        ReplyError: not a number followed by a volume unit, or too large for a float.
     """
     match = _VOLUME_RE.fullmatch(text)
     if match is None:
         raise ReplyError(device, f"not a volume: {text!r}")
-    return float(match[1]) * _volume_factor_ul(match[2])
+    return _finite(float(match[1]) * _volume_factor_ul(match[2]), "volume", text, device)
 
 
 def parse_rate_ul_min(text: str, *, device: str = "harvard") -> float:
@@ -355,12 +366,13 @@ def parse_rate_ul_min(text: str, *, device: str = "harvard") -> float:
     The short unit forms (``u/m``, ``m/m``) are the Legato manual's (§1.3).
 
     Raises:
-        ReplyError: not a number followed by a rate unit.
+        ReplyError: not a number followed by a rate unit, or too large for a float.
     """
     match = _RATE_RE.fullmatch(text)
     if match is None:
         raise ReplyError(device, f"not a rate: {text!r}")
-    return float(match[1]) * _volume_factor_ul(match[2]) / _TIME_UNIT_MIN[match[3].lower()]
+    rate = float(match[1]) * _volume_factor_ul(match[2]) / _TIME_UNIT_MIN[match[3].lower()]
+    return _finite(rate, "rate", text, device)
 
 
 def parse_rate_limits_ul_min(text: str, *, device: str = "harvard") -> tuple[float, float]:

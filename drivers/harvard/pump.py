@@ -41,7 +41,7 @@ from drivers.errors import (
 from drivers.harvard import codec
 from drivers.harvard.codec import Direction, Model, Prompt
 from drivers.roles import PumpDirection, PumpStatus, Syringe, SyringePump
-from drivers.transport import Transport, read_frame
+from drivers.transport import MAX_FRAME_BYTES, Transport, read_frame
 
 __all__ = ["HarvardPump", "LINEAR_SPEED_LIMITS_MM_MIN"]
 
@@ -378,6 +378,15 @@ class HarvardPump(SyringePump):
             sent=frame,
         )
         while codec.prompt_may_continue(raw):
+            if len(raw) > MAX_FRAME_BYTES:
+                # A line that keeps sending prompts (noise, a chain echoing) would keep
+                # this loop reading for ever; no reply is this long.
+                raise TransportTimeout(
+                    self.name,
+                    f"no complete reply in {len(raw)} bytes",
+                    sent=frame,
+                    received=raw[:64],
+                )
             more = self._transport.read_some(self.PROMPT_SETTLE_S)
             if not more:
                 break

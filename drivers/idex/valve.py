@@ -173,7 +173,18 @@ class IdexValve(Valve):
         for attempt in range(self.status_retries + 1):
             try:
                 reply = self._exchange(command)
-                return decode_status_reply(reply, device=self.name), reply
+                status = decode_status_reply(reply, device=self.name)
+                if status.position is not None and status.position > self.n_positions:
+                    # Two hex digits reach 0x0C; noise (or a valve of another mode than
+                    # configured) can name a position this valve does not have.
+                    raise ReplyError(
+                        self.name,
+                        f"status reply names position {status.position} of a "
+                        f"{self.n_positions}-position valve",
+                        sent=command,
+                        received=reply,
+                    )
+                return status, reply
             except (TransportTimeout, ReplyError):
                 if attempt == self.status_retries:
                     raise

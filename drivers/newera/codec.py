@@ -400,14 +400,20 @@ def parse_number(text: str, *, device: str = "newera") -> float:
     """Parse a number field of a reply (``"14.50"``, ``"0.250"``, ``"3"``).
 
     Raises:
-        ReplyError: not a plain decimal number.
+        ReplyError: not a plain decimal number, or one too long for a float (the pump
+            sends at most 4 digits; hundreds are line noise).
     """
     body = text.replace(".", "", 1)
     if not body or not body.isdigit() or not body.isascii():
         raise ReplyError(
             device, f"not a number: {text!r}", received=text.encode("ascii", "replace")
         )
-    return float(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ReplyError(
+            device, f"number out of range: {text[:20]!r}...", received=text.encode("ascii")
+        )
+    return value
 
 
 def parse_dispensed(data: str, *, device: str = "newera") -> tuple[float, float]:

@@ -564,8 +564,13 @@ class NewEraPump(SyringePump):
         raise last_error
 
     def _read_reply(self, frame: bytes) -> tuple[bytes, codec.Reply]:
-        """Read frames until one comes from this pump; route the others."""
+        """Read frames until one comes from this pump; route the others.
+
+        The bytes read are bounded in total, not only per frame: a bus flooded with other
+        pumps' frames (a babbling pump, crosstalk) must end in an error, not a loop.
+        """
         buf = bytearray()
+        total = 0
         while True:
             span = codec.find_frame(bytes(buf))
             while span is not None:
@@ -593,10 +598,11 @@ class NewEraPump(SyringePump):
                     received=bytes(buf),
                 )
             buf += chunk
-            if len(buf) > MAX_FRAME_BYTES:
+            total += len(chunk)
+            if total > MAX_FRAME_BYTES:  # also bounds buf, which holds fewer
                 raise TransportTimeout(
                     self.name,
-                    f"no complete frame in {len(buf)} bytes",
+                    f"no reply from address {self.address} in {total} bytes",
                     sent=frame,
                     received=bytes(buf[:64]),
                 )

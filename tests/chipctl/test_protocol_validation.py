@@ -1573,10 +1573,6 @@ def test_a_syringe_running_dry_names_the_step_that_empties_it() -> None:
     assert "the BD Plastipak 10 mL of 'medium' runs dry at " in message
 
 
-@pytest.mark.xfail(
-    reason="the ledger reports the end of the pumping that empties the syringe (02:01:00 "
-    "here), not when it runs dry (chipctl/protocol/preflight.py::_ledger)"
-)
 def test_the_time_a_syringe_runs_dry_is_when_it_empties() -> None:
     text = _no_pressure_limit() + (
         '\n[[step]]\naction = "wait"\nduration = "1 min"\n\n[[step]]\naction = "infuse"\n'
@@ -1696,20 +1692,12 @@ def test_a_dose_on_an_unprimed_line_needs_the_dead_volume() -> None:
     assert "no dead volume for 'drug'" in message
 
 
-@pytest.mark.xfail(
-    reason="a typo in an interlock's device silently disables it: nothing checks the scope "
-    "against the rig (chipctl/protocol/preflight.py or interlocks.py)"
-)
 def test_an_interlock_for_a_device_the_rig_lacks_is_refused() -> None:
     text = FULL.replace('device = "flow"', 'device = "flwo"')
     with pytest.raises(ProtocolError, match="flwo"):
         check_protocol(parse_protocol(text, SOURCE), sim=True)
 
 
-@pytest.mark.xfail(
-    reason="the chamber map is not checked against the microscope's positions "
-    "(chipctl/protocol/preflight.py)"
-)
 def test_a_chamber_the_rig_lacks_is_refused() -> None:
     text = FULL.replace('control = ["chamber 8"]', 'control = ["chamber 88"]')
     with pytest.raises(ProtocolError, match="chamber 88"):
