@@ -547,9 +547,41 @@ def check_fault(emulator: Any, device: str, fault: str) -> None:
     if fault in LINK_FAULTS and device != CHIP:
         return
     method = getattr(emulator, fault, None) if not fault.startswith("_") else None
-    plumbing = ("advance_to", "receive", "take_output", "step", "truth", "truth_units")
-    if not callable(method) or fault in plumbing:
+    is_fault_name = fault in CHIP_FAULTS if device == CHIP else fault not in NOT_FAULTS
+    if not callable(method) or not is_fault_name or _needs_arguments(method):
         raise ValueError(f"{device}: the {type(emulator).__name__} emulator has no fault {fault!r}")
+
+
+#: The simulated chip's faults (zero-argument methods of the bench).
+CHIP_FAULTS = ("clog", "unclog", "leak", "bubble")
+#: Public emulator methods that are not faults (plumbing and set-up).
+NOT_FAULTS = frozenset(
+    {
+        "advance_to",
+        "receive",
+        "take_output",
+        "step",
+        "truth",
+        "truth_units",
+        "load_syringe",
+        "rate_limits_ul_min",
+    }
+)
+
+
+def _needs_arguments(method: Any) -> bool:
+    """Tell whether ``method`` has a required parameter (a config cannot give one)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(
+        p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        for p in parameters
+    )
 
 
 def _spec(cfg: DeviceConfig, source: str) -> DriverSpec:
@@ -761,9 +793,14 @@ def build_emulators(
             emulators[link] = _make_emulator(world, emulator_name, cfgs, config.source)
         except ConfigError as exc:
             raise ConfigError(config.source, exc.where, exc.message) from None
+        except ValueError as exc:
+            raise ConfigError(config.source, f"devices.{cfgs[0].name}", str(exc)) from None
     bench = _bench(world, config, emulators, seed)
     for link, cfg in sensors:  # sensors read the chip, so they come after it
-        emulators[link] = _make_sensor_emulator(world, cfg, bench, config.source)
+        try:
+            emulators[link] = _make_sensor_emulator(world, cfg, bench, config.source)
+        except ValueError as exc:
+            raise ConfigError(config.source, f"devices.{cfg.name}", str(exc)) from None
     for number, fault in enumerate(config.faults, start=1):
         target = (
             bench if fault.device == CHIP else _device_emulator(emulators, config, fault.device)
@@ -819,7 +856,10 @@ def build_rig(config: InstrumentConfig, *, clock: Clock, seed: int = 0) -> Rig:
             rig.devices[cfg.name] = device
             rig.roles[cfg.name] = spec.role
             if spec.after_build is not None:
-                spec.after_build(rig, cfg, device)
+                try:
+                    spec.after_build(rig, cfg, device)
+                except ConfigError as exc:
+                    raise ConfigError(config.source, exc.where, exc.message) from None
     return rig
 
 

@@ -216,25 +216,32 @@ class Session:
         """Send stop to every connected pump, whatever happens; return the pumps that failed.
 
         Every attempt and every failure is recorded; one pump failing to stop does not keep
-        the others from being stopped.
+        the others from being stopped. Pumps whose link is known to be lost go last, and
+        the slow recovery (reconnect, then stop again) happens only after every pump has
+        had its first stop, so a dead link cannot delay the pumps that can be reached.
         """
-        failed: list[str] = []
-        for name in self._connected:
-            device = self.rig.devices[name]
-            if not isinstance(device, SyringePump):
-                continue
+        pumps = [
+            name for name in self._connected if isinstance(self.rig.devices[name], SyringePump)
+        ]
+        pumps.sort(key=lambda name: name in self._lost)
+        retry: list[tuple[str, DeviceError]] = []
+        for name in pumps:
             try:
-                device.stop()
+                self.rig.devices[name].stop()  # type: ignore[attr-defined]
                 self.event(name, "command", f"stop ({reason})")
             except DeviceError as exc:
-                try:
-                    device.reconnect()
-                    device.stop()
-                    self.event(name, "command", f"stop after reconnect ({reason})")
-                except DeviceError:
-                    failed.append(name)
-                    self.event(name, "alarm", f"could not stop pump: {exc}")
-                    logger.error("could not stop pump %s: %s", name, exc)
+                retry.append((name, exc))
+        failed: list[str] = []
+        for name, first_error in retry:
+            device = self.rig.devices[name]
+            try:
+                device.reconnect()
+                device.stop()  # type: ignore[attr-defined]
+                self.event(name, "command", f"stop after reconnect ({reason})")
+            except DeviceError:
+                failed.append(name)
+                self.event(name, "alarm", f"could not stop pump: {first_error}")
+                logger.error("could not stop pump %s: %s", name, first_error)
         return failed
 
     def close(self, *, stop_pumps: bool = True) -> None:

@@ -489,6 +489,9 @@ class Run:
         if self.session.recorder_error is not None:
             raise self.session.recorder_error  # a full disk: stop safely, say why
         self._check_disk()
+        if self.runner is not None and not self.runner.paused:
+            for pump in self.runner.stopped_short(self.session.last_values):
+                self._pump_alarm(pump, "stopped_short")
         if self.monitor is not None:
             self.monitor.check()
 
@@ -635,6 +638,9 @@ class Run:
                 pass
         kind = final.value
         stopped = False
+        # from here on alarms are recorded but act on nothing: the run is ending anyway
+        self.session.on_pump_alarm = None
+        self.monitor = None
         try:
             try:
                 failed = self.session.stop_all_pumps(f"run {kind}")

@@ -420,6 +420,29 @@ class StepRunner:
             del self.active[step.pump]
         done()
 
+    def stopped_short(self, last_values: Mapping[str, Mapping[str, float]]) -> list[str]:
+        """Return the pumps the protocol is running that stopped before their target.
+
+        Checked at every telemetry poll, so a pump that stops short (end of travel, power
+        cut, a stall it cleared itself) is noticed within one poll, also in a step started
+        with ``wait = false``, which nothing else waits for. A background pump that reached
+        its target is forgotten here.
+        """
+        short: list[str] = []
+        for name, active in list(self.active.items()):
+            values = last_values.get(name)
+            if values is None or values.get("running", 1.0) or active.abandoned:
+                continue
+            key = "infused_ul" if active.step.direction is PumpDirection.INFUSE else "withdrawn_ul"
+            moved_ul = values.get(key, 0.0) - active.baseline_ul
+            owed_ul = active.target_ul - moved_ul
+            if owed_ul > max(SHORTFALL_REL * active.target_ul, SHORTFALL_UL):
+                if self.scheduler.clock.now_s() - active.started_s > RECHECK_MAX_S:
+                    short.append(name)
+            elif not active.step.wait:
+                del self.active[name]
+        return short
+
     def abandon_pump(self, name: str, reason: str) -> None:
         """Stop pump ``name`` for good (an interlock's ``stop_pump``); its step ends early."""
         active = self.active.pop(name, None)

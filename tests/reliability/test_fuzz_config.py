@@ -315,21 +315,6 @@ class KnownBug:
 
 
 KNOWN_BUGS: dict[str, KnownBug] = {
-    "rig-option-error-without-file": KnownBug(
-        "chipctl/rig.py: a DriverSpec.after_build hook (_cavro_extras: 'initialize') raises "
-        "ConfigError('', ...) outside the try that adds config.source, so the line starts "
-        "with ': devices...' instead of the file",
-        '[devices.p]\ndriver = "cavro"\nlink = "serial:///dev/x"\n'
-        'syringe = "Hamilton Gastight 1 mL"\ninitialize = 3\n',
-        lambda e: isinstance(e, ConfigError) and str(e).startswith(": "),
-    ),
-    "rig-emulator-value-error": KnownBug(
-        "chipctl/rig.py: build_emulators() lets a ValueError of an emulator's constructor "
-        "(an unknown model, a valve size it does not make) escape instead of a ConfigError",
-        '[devices.p]\ndriver = "harvard"\nmodel = "phd2000"\nlink = "sim://harvard/p"\n'
-        'syringe = "BD Plastipak 10 mL"\n',
-        lambda e: type(e) is ValueError and _raised_in(e, "/simulator/"),
-    ),
 }
 
 

@@ -340,15 +340,6 @@ def test_a_driver_named_like_python_code_is_one_clear_line(tmp_path: Path) -> No
     assert line.startswith(f"{file}: devices.p.driver: unknown driver 'os.system'"), line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason=(
-        "reported to the lead: chipctl/rig.py check_fault() accepts any public callable of an "
-        "emulator as a [[fault]] kind, so a config naming a method that is not a fault "
-        "(load_syringe, rate_limits_ul_min) loads, then fails mid-run with a TypeError"
-    ),
-)
 def test_a_fault_kind_must_be_a_fault_of_the_emulator(tmp_path: Path) -> None:
     file = tmp_path / "rig.toml"
     file.write_text(
