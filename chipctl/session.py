@@ -140,6 +140,9 @@ class Session:
         #: the run then (the safe default until protocol interlocks choose other actions).
         self.on_pump_alarm: Callable[[str, str], None] | None = None
         self._new_alarms: list[tuple[str, str]] = []
+        #: The position each valve was last commanded to (checked against its telemetry).
+        self.commanded_positions: dict[str, int] = {}
+        self._moved_alarm: set[str] = set()
         #: The recorder's failure (a full disk), once it failed: nothing more is recorded.
         self.recorder_error: ChipctlError | None = None
         #: The latest telemetry of each device (what the run file got last).
@@ -317,9 +320,15 @@ class Session:
                 self.event(name, "alarm", str(exc))
                 continue
             except DeviceError as exc:
-                self.event(name, "error", str(exc))
+                # garbage or refusals instead of answers: the device is not answering
+                # sensibly, so it counts as silent (lost_device) and is reconnected, which
+                # re-reads its state (a sensor that reset restarts measuring)
+                self._lost.add(name)
+                self.lost_since.setdefault(name, t_s)
+                self.event(name, "error", f"{exc}; will reconnect")
                 continue
             self.last_values[name] = values
+            self._check_position(name, values)
             self._record(self.recorder.telemetry, name, t_s, values)
         if self.rig.bench is not None:
             self.rig.world.advance_to(self.clock.now_s())
@@ -332,6 +341,25 @@ class Session:
         if self.on_pump_alarm is not None:
             for name, alarm in alarms:
                 self.on_pump_alarm(name, alarm)
+
+    def commanded(self, valve: str, position: int) -> None:
+        """Note the position a valve was told to take (checked at every poll)."""
+        self.commanded_positions[valve] = position
+        self._moved_alarm.discard(valve)
+
+    def _check_position(self, name: str, values: Mapping[str, float]) -> None:
+        """Alarm once when a valve is not where it was last told to be (power cycle, jam)."""
+        wanted = self.commanded_positions.get(name)
+        if wanted is None or "position" not in values or name in self._moved_alarm:
+            return
+        if int(values["position"]) != wanted:
+            self._moved_alarm.add(name)
+            self.event(
+                name,
+                "alarm",
+                f"valve at position {int(values['position'])}, commanded {wanted} "
+                "(moved by itself: power cycle or jam?)",
+            )
 
     def heartbeat(self) -> None:
         """Keep every device's communication watchdog alive."""

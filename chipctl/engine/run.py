@@ -622,6 +622,7 @@ class Run:
                 continue
             try:
                 valve.select(position)
+                self.session.commanded(name, position)
                 self.session.event(
                     name, "command", f"select position {position} (waste: safe state)"
                 )

@@ -305,6 +305,7 @@ class StepRunner:
             case ValveStep():
                 position = self.session.rig.valve_position(step.valve, step.position)
                 self.session.rig.valves()[step.valve].select(position)
+                self.session.commanded(step.valve, position)
                 label = f" ({step.position})" if isinstance(step.position, str) else ""
                 self.session.event(step.valve, "command", f"select position {position}{label}")
                 completed()

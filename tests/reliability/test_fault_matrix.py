@@ -235,12 +235,7 @@ COMMAND_GLITCH = (
     "(LINK_GRACE_S)"
 )
 #: Link-fault cases chipctl does not handle as documented yet (with FAULT_SEED = 0).
-LINK_XFAILS = {
-    "medium-garble-lost": DEAD_PUMP_DELAYS_THE_OTHERS,
-    "drug-garble-lost": GARBLE_IS_NOT_SILENCE,
-    "outlet-garble-lost": GARBLE_IS_NOT_SILENCE,
-    "flow-garble-lost": GARBLE_IS_NOT_SILENCE,
-}
+LINK_XFAILS: dict[str, str] = {}
 
 
 def _link_cases() -> list[Case]:
@@ -371,11 +366,6 @@ DEVICE_CASES = [
         Reaction.ALARM,
         r"^all steps done$",
         alarm_source="outlet",
-        xfail=(
-            "a power-cycled IDEX homes to position 1 (waste) while the protocol has it on "
-            "'sample 1': the position telemetry changes but nothing compares it with the "
-            "commanded position, so there is no alarm and the effluent goes to waste"
-        ),
     ),
     Case(
         "flow",
@@ -384,12 +374,6 @@ DEVICE_CASES = [
         Reaction.ALARM,
         r"^all steps done$",
         alarm_source="flow",
-        xfail=(
-            "after a sensor reset the session records an 'error' at every poll for the rest "
-            "of the run and never restarts measurement (reconnect() would: the driver's own "
-            "message says so); flow telemetry stops, flow_deviation then watches a stale "
-            "value, and lost_device never trips because the error is not a TransportError"
-        ),
     ),
     Case(
         "chip",
