@@ -468,9 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": _cmd_export,
         "resume": _cmd_resume,
     }
-    from chipctl.analysis.cli import HANDLERS as analysis_handlers
+    from chipctl.analysis.cli import HANDLERS as ANALYSIS_HANDLERS
 
-    handlers.update(analysis_handlers)
+    handlers.update(ANALYSIS_HANDLERS)
     from chipctl.gui import cli as gui_cli
 
     handlers["gui"] = gui_cli.handle

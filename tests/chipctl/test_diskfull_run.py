@@ -58,7 +58,9 @@ def test_a_full_disk_stops_the_run_safely(tmp_path):
     out = tmp_path / "fill.h5"
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(protocol), str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -314,8 +314,7 @@ class KnownBug:
     matches: Callable[[BaseException], bool]
 
 
-KNOWN_BUGS: dict[str, KnownBug] = {
-}
+KNOWN_BUGS: dict[str, KnownBug] = {}
 
 
 def known_bug(error: BaseException) -> str | None:
