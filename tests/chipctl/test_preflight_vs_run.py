@@ -10,10 +10,26 @@ from __future__ import annotations
 import pytest
 
 from chipctl.api import prepare_run
+from chipctl.config import parse_config, reference_rig_config
 from chipctl.engine.run import RunState
 from chipctl.protocol.catalog import builtin_names
 
 TOLERANCE = 0.01
+
+
+def _small_camera_rig():
+    """The reference rig with a 256 x 256 camera, polled every 30 s instead of 10 s.
+
+    The fluidics, the timeline and the imaging schedule are the same; rendering is 16 times
+    cheaper and polling 3 times (over a week of simulated time, polls dominate the run).
+    """
+    text = (
+        reference_rig_config()
+        .text.replace("sensor_px = [1024, 1024]", "sensor_px = [256, 256]")
+        .replace('telemetry_period = "10 s"', 'telemetry_period = "30 s"')
+    )
+    assert "[256, 256]" in text and '"30 s"' in text
+    return parse_config(text, "reference rig, 256 px camera")
 
 
 def _condition_waits_s(path) -> float:
@@ -48,7 +64,9 @@ def _condition_waits_expected_s(handle) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", builtin_names())
 def test_preflight_predicts_the_simulated_run(name, tmp_path, capsys):
-    handle = prepare_run(name, sim=True, out=tmp_path / f"{name}.h5", live_analysis=False)
+    handle = prepare_run(
+        name, _small_camera_rig(), out=tmp_path / f"{name}.h5", live_analysis=False
+    )
     pre = handle.preflight
     handle.start()
     result = handle.wait()
