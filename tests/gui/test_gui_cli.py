@@ -25,7 +25,7 @@ def _args(*argv: str) -> argparse.Namespace:
         ((), "choose the simulated reference rig (--sim) or your instrument"),
         (("--sim", "--config", "x.toml"), "not both"),
         (("--sim", "--speed", "0"), "--speed must be > 0"),
-        (("--sim", "--speed", "1000"), "at most 100"),
+        (("--sim", "--speed", "1000"), "at most 10,"),
         (("--sim", "--seed", "-1"), "--seed must be >= 0"),
         (("--open", "/nonexistent/run.h5"), "no such file"),
         (("--open", "/nonexistent/run.h5", "--speed", "10"), "only applies to the simulated"),
