@@ -24,12 +24,12 @@ action = "image"
 positions = "all"
 channels = ["brightfield"]
 every = "10 min"
-duration = "6 h"
+duration = "24 h"
 
 [[step]]
 action = "perfuse"
 rates = { medium = "1 uL/min", drug = "1 uL/min" }
-duration = "6 h"
+duration = "24 h"
 """
 
 CHILD = textwrap.dedent(
@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
     import chipctl.api as api
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000_000, 40_000_000))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000_000, 200_000_000))
     runs = []
     result = api.run_protocol(sys.argv[1], sim=True, out=sys.argv[2], run_ready=runs.append,
                               live_analysis=False)
@@ -66,7 +66,7 @@ def test_a_full_disk_stops_the_run_safely(tmp_path):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["state"] == "failed"
     assert "disk full" in got["message"] and "\n" not in got["message"]
-    assert got["t_s"] < 6 * 3600  # it stopped at the fault, not at the end
+    assert got["t_s"] < 24 * 3600  # it stopped at the fault, not at the end
     assert not any(got["running"].values()), got["running"]
     with RunFile(out) as run:
         assert len(run.telemetry("medium")["t_s"]) > 0
