@@ -46,7 +46,7 @@ from chipctl.protocol.model import (
 from chipctl.rig import Rig
 from drivers.roles import PumpDirection, SyringePump
 
-__all__ = ["CompiledProtocol", "DoseNote", "compile_protocol"]
+__all__ = ["CompiledProtocol", "DoseNote", "compile_protocol", "find_pump", "step_error"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,8 @@ class CompiledProtocol:
     doses: tuple[DoseNote, ...] = ()
 
 
-def _error(protocol: Protocol, info: StepInfo, field_name: str, message: str) -> ProtocolError:
+def step_error(protocol: Protocol, info: StepInfo, field_name: str, message: str) -> ProtocolError:
+    """Return the one-line error for ``field_name`` of the step at ``info``."""
     return ProtocolError(
         protocol.source,
         message,
@@ -91,6 +92,21 @@ def _error(protocol: Protocol, info: StepInfo, field_name: str, message: str) ->
     )
 
 
+def find_pump(
+    protocol: Protocol, rig: Rig, info: StepInfo, name: str, field_name: str
+) -> SyringePump:
+    """Return the pump ``name`` of ``rig``, or the one-line error naming the step's field."""
+    device = rig.devices.get(name)
+    if device is None:
+        known = ", ".join(rig.pumps()) or "none"
+        raise step_error(
+            protocol, info, field_name, f"no pump {name!r} on this rig (pumps: {known})"
+        )
+    if not isinstance(device, SyringePump):
+        raise step_error(protocol, info, field_name, f"{name!r} is a {rig.roles[name]}, not a pump")
+    return device
+
+
 @dataclass
 class _Compiler:
     protocol: Protocol
@@ -99,23 +115,13 @@ class _Compiler:
     doses: list[DoseNote] = field(default_factory=list)
 
     def pump(self, info: StepInfo, name: str, field_name: str) -> SyringePump:
-        device = self.rig.devices.get(name)
-        if device is None:
-            known = ", ".join(self.rig.pumps()) or "none"
-            raise _error(
-                self.protocol, info, field_name, f"no pump {name!r} on this rig (pumps: {known})"
-            )
-        if not isinstance(device, SyringePump):
-            raise _error(
-                self.protocol, info, field_name, f"{name!r} is a {self.rig.roles[name]}, not a pump"
-            )
-        return device
+        return find_pump(self.protocol, self.rig, info, name, field_name)
 
     def dead_volume_ul(self, info: StepInfo, pump: str, field_name: str) -> float:
         inlet = self.rig.config.devices[pump].options.get("inlet")
         chip = self.rig.config.chip
         if chip is None or not isinstance(inlet, str) or inlet not in chip.dead_volume_ul:
-            raise _error(
+            raise step_error(
                 self.protocol,
                 info,
                 field_name,
@@ -257,14 +263,14 @@ class _Compiler:
     def exchange(self, step: ExchangeStep) -> Step:
         pump = self.pump(step.info, step.pump, "pump")
         if step.pump not in self.rig.valves():
-            raise _error(
+            raise step_error(
                 self.protocol, step.info, "pump", f"{step.pump!r} has no distribution valve"
             )
         for port, field_name in ((step.source, "from"), (step.target, "to")):
             try:
                 self.rig.valve_position(step.pump, port)
             except ValueError as exc:
-                raise _error(self.protocol, step.info, field_name, str(exc)) from None
+                raise step_error(self.protocol, step.info, field_name, str(exc)) from None
         stroke_ul = pump.syringe.volume_ul
         strokes = max(1, math.ceil(step.volume_ul / stroke_ul - 1e-9))
         per_stroke_ul = step.volume_ul / strokes

@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from chipctl.errors import ProtocolError
-from chipctl.protocol.compile import CompiledProtocol, DoseNote, compile_protocol
+from chipctl.protocol.compile import (
+    CompiledProtocol,
+    DoseNote,
+    compile_protocol,
+    find_pump,
+    step_error,
+)
 from chipctl.protocol.model import (
     ImageStep,
     ParallelStep,
@@ -194,15 +200,7 @@ class Preflight:
         return "\n".join(out)
 
 
-def _error(protocol: Protocol, info: StepInfo, field_name: str, message: str) -> ProtocolError:
-    return ProtocolError(
-        protocol.source,
-        message,
-        line=info.line,
-        step_index=info.path or info.index,
-        step_name=info.name,
-        field=field_name,
-    )
+_error = step_error
 
 
 def seconds_until_clock(start: dt.datetime, t_s: float, hour: int, minute: int) -> float:
@@ -239,17 +237,7 @@ class _Walker:
         self.warnings: list[str] = []
 
     def pump(self, info: StepInfo, name: str) -> SyringePump:
-        device = self.rig.devices.get(name)
-        if device is None:
-            known = ", ".join(self.rig.pumps()) or "none"
-            raise _error(
-                self.protocol, info, "pump", f"no pump {name!r} on this rig (pumps: {known})"
-            )
-        if not isinstance(device, SyringePump):
-            raise _error(
-                self.protocol, info, "pump", f"{name!r} is a {self.rig.roles[name]}, not a pump"
-            )
-        return device
+        return find_pump(self.protocol, self.rig, info, name, "pump")
 
     def row(self, step: Step, kind: str, t0: float, t1: float, detail: str) -> None:
         self.timeline.append(TimelineRow(step.info.path, step.info.label(), kind, t0, t1, detail))
