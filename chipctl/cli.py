@@ -372,7 +372,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from chipctl.engine.resume import resume_run
     from chipctl.units import format_duration
 
-    print(f"SIMULATED: resuming {args.run}", file=sys.stderr)
+    from chipctl.runfile.recover import inspect_run
+
+    crashed = inspect_run(args.run)  # a missing or ended run is one line, before any banner
+    mode = "SIMULATED" if crashed.simulated else "HARDWARE"
+    print(f"{mode}: resuming {args.run} ({crashed.protocol_name})", file=sys.stderr)
     progress = _Progress(sys.stderr, enabled=not args.quiet)
     result = resume_run(args.run, on_status=progress, live_analysis=not args.no_analysis)
     progress.done()
