@@ -370,9 +370,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from chipctl.engine.resume import resume_run
-    from chipctl.units import format_duration
-
     from chipctl.runfile.recover import inspect_run
+    from chipctl.units import format_duration
 
     crashed = inspect_run(args.run)  # a missing or ended run is one line, before any banner
     mode = "SIMULATED" if crashed.simulated else "HARDWARE"

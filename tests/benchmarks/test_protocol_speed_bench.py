@@ -4,7 +4,8 @@ Prints simulated time / wall time, the run's frame count, the wall time per fram
 one frame rendered alone in the same process (the share imaging takes), and the peak
 memory of the run's process. Target (issue "Simulated world"): the 72 h protocol in under
 60 s on this 2-core machine. Live analysis is off here (it has its own benchmark,
-``test_analysis_bench.py``; with it the whole run took 64 s on an idle machine). Run with ``pytest -m slow -s tests/benchmarks``.
+``test_analysis_bench.py``; with it the whole run took 64 s on an idle machine).
+Run with ``pytest -m slow -s tests/benchmarks``.
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import re
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -58,6 +57,7 @@ from chipctl.protocol.loader import MAX_DEPTH, parse_protocol
 from chipctl.protocol.preflight import Preflight, preflight
 from chipctl.rig import Rig, build_rig
 from drivers.clock import VirtualClock
+from tests.tomltext import toml_key, toml_string
 
 SOURCE = "fuzz.toml"
 EXAMPLES = int(os.environ.get("CHIPCTL_FUZZ_EXAMPLES", "100"))
@@ -126,29 +126,12 @@ def test_the_shared_rig_check_is_check_protocol(name: str) -> None:
 
 # -- a TOML writer: tables and arrays of tables where the language has them, else inline ------
 
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 #: Keys whose tables (or arrays of tables) are written as headers inside a step or branch.
 _NESTED = {"step", "branch"}
 
 
-def _string(text: str) -> str:
-    out = ['"']
-    for char in text:
-        code = ord(char)
-        if char in '"\\':
-            out.append("\\" + char)
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate cannot be written as UTF-8
-            out.append("\\uFFFD")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
-
-
-def _key(key: str) -> str:
-    return key if _BARE.match(key) else _string(key)
+_string = toml_string
+_key = toml_key
 
 
 def _value(value: Any) -> str:

@@ -42,6 +42,7 @@ from chipctl.config import load_config
 from chipctl.errors import ConfigError
 from chipctl.rig import build_rig
 from drivers.clock import VirtualClock
+from tests.tomltext import toml_string
 
 REFERENCE_RIG_FILE = Path(__file__).resolve().parents[2] / "chipctl" / "rigs" / "reference-sim.toml"
 
@@ -73,20 +74,7 @@ class Deep:
     tables: bool
 
 
-def _toml_string(text: str) -> str:
-    out = ['"']
-    for char in text:
-        code = ord(char)
-        if char in '"\\':
-            out.append("\\" + char)
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate cannot be written as UTF-8
-            out.append("\\uFFFD")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
+_toml_string = toml_string
 
 
 def _toml_value(value: Any) -> str:
