@@ -29,7 +29,7 @@ import math
 import os
 import subprocess
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,44 +288,6 @@ def _raised_in(error: BaseException, fragment: str) -> bool:
     return last is not None and fragment in last.replace(os.sep, "/")
 
 
-@dataclass(frozen=True)
-class KnownBug:
-    """A fault this test found and reported, not fixed (its file has another owner).
-
-    The property tests tolerate exactly this failure; :func:`test_known_bug_is_still_there`
-    reproduces it and runs as ``xfail(strict=True)``, so fixing it makes that test fail
-    until the entry is deleted here.
-    """
-
-    reason: str
-    example: str
-    matches: Callable[[BaseException], bool]
-
-
-KNOWN_BUGS: dict[str, KnownBug] = {}
-
-
-def known_bug(error: BaseException) -> str | None:
-    return next((name for name, bug in KNOWN_BUGS.items() if bug.matches(error)), None)
-
-
-@pytest.mark.parametrize("name", list(KNOWN_BUGS))
-def test_known_bug_is_still_there(
-    name: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    bug = KNOWN_BUGS[name]
-    request.node.add_marker(pytest.mark.xfail(strict=True, reason=bug.reason))
-    path = tmp_path / "bug.toml"
-    path.write_text(bug.example, encoding="utf-8")
-    try:
-        _loaded(path)
-    except BaseException as error:
-        if bug.matches(error):
-            raise AssertionError(f"{name}: {error}") from error
-        if not isinstance(error, ConfigError):
-            raise
-
-
 def _check_config_error(error: ConfigError, path: Path, breakages: list[Breakage]) -> None:
     line = str(error)
     assert "\n" not in line and "\r" not in line, f"more than one line: {line!r}"
@@ -361,8 +323,6 @@ def test_a_broken_config_is_one_clear_line(
         try:
             _loaded(path)
         except Exception as error:
-            if known_bug(error) is not None:
-                return
             if not isinstance(error, ConfigError):
                 raise
             _check_config_error(error, path, breakages)
