@@ -151,6 +151,12 @@ class InterlockMonitor:
     def _applies(self, spec: InterlockSpec, device: str) -> bool:
         return spec.scope is None or spec.scope == device
 
+    def _watches_sensor(self, spec: InterlockSpec, sensor: str) -> bool:
+        """Flow and bubble checks watch every sensor when ``device`` names the pump to stop."""
+        if spec.action == "stop_pump" and spec.scope in self.rig.pumps():
+            return True
+        return self._applies(spec, sensor)
+
     # -- checks ------------------------------------------------------------------------
 
     def check(self) -> None:
@@ -195,7 +201,7 @@ class InterlockMonitor:
         assert spec.limit is not None
         expected = self._expected_flow_ul_min()
         for name, role in self.rig.roles.items():
-            if role != "flow" or not self._applies(spec, name):
+            if role != "flow" or not self._watches_sensor(spec, name):
                 continue
             values = self.session.last_values.get(name)
             if not values:
@@ -235,7 +241,7 @@ class InterlockMonitor:
 
     def _bubble(self, spec: InterlockSpec) -> None:
         for name, role in self.rig.roles.items():
-            if role != "flow" or not self._applies(spec, name):
+            if role != "flow" or not self._watches_sensor(spec, name):
                 continue
             values = self.session.last_values.get(name)
             if values is not None:

@@ -451,6 +451,10 @@ class StepRunner:
         self.session.event(name, "command", f"stop ({reason})")
         if active is not None:
             active.abandoned = reason
+            if not active.step.wait:  # nothing waits for it: say so now
+                self.session.event(
+                    "protocol", "step_ended_early", f"{active.step.info.label()}: {reason}"
+                )
 
     # -- pause and resume ------------------------------------------------------------------
 

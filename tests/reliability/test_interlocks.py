@@ -192,7 +192,6 @@ SCENARIOS = [
         {"tolerance": "30 %", "for": "1 min"},
         trips_on="flow",
         pump="drug",
-        xfails={"stop_pump": SCOPE_IS_THE_PUMP},
     ),
     Scenario(
         "syringe_reserve",
@@ -234,7 +233,6 @@ SCENARIOS = [
         trips_on="flow",
         pump="medium",
         passes=True,
-        xfails={"stop_pump": SCOPE_IS_THE_PUMP},
     ),
     Scenario(
         "lost_device",
