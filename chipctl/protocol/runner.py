@@ -473,7 +473,8 @@ class StepRunner:
             if status.running:
                 active.pump.stop()
                 self.session.event(name, "command", f"stop (paused; {owed_ul:.4g} uL still owed)")
-            if owed_ul > SHORTFALL_UL and status.running:
+            if owed_ul > max(SHORTFALL_REL * active.target_ul, SHORTFALL_UL):
+                # also a pump the fault already stopped (a stall): resume restarts it
                 active.owed_ul = owed_ul
             else:
                 active.owed_ul = 0.0

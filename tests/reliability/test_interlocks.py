@@ -215,14 +215,6 @@ SCENARIOS = [
         # should have ended, and fails the run
         warn_end=(RunState.FAILED, r"^medium: stall during step 1 \('perfuse'\)$"),
         warn_fix=False,
-        xfails={
-            "pause": (
-                "StepRunner.pause remembers what a pump still owes only if it is running; "
-                "a pump the fault already stopped (a stall: the very case pump_alarm -> "
-                "pause is for) owes nothing, so after the operator clears the stall and "
-                "resumes, the step fails 'stopped after 60 of 240 uL'"
-            )
-        },
     ),
     Scenario(
         "bubble",
