@@ -303,12 +303,7 @@ class StepRunner:
             case WaitStep():
                 self._wait_step(step, completed)
             case ValveStep():
-                position = self.session.rig.valve_position(step.valve, step.position)
-                self.session.rig.valves()[step.valve].select(position)
-                self.session.commanded(step.valve, position)
-                label = f" ({step.position})" if isinstance(step.position, str) else ""
-                self.session.event(step.valve, "command", f"select position {position}{label}")
-                completed()
+                self._valve_step(step, completed)
             case StopStep():
                 names = [step.pump] if step.pump is not None else self.session.rig.pumps()
                 for name in names:
@@ -323,6 +318,25 @@ class StepRunner:
                 self._prompt_step(step, completed)
             case _:
                 raise AssertionError(f"uncompiled step {step!r}")
+
+    def _valve_step(self, step: ValveStep, done: Done, first_s: float | None = None) -> None:
+        position = self.session.rig.valve_position(step.valve, step.position)
+        first_s = self.scheduler.clock.now_s() if first_s is None else first_s
+        try:
+            self.session.rig.valves()[step.valve].select(position)
+        except TransportError as exc:
+            retry = self._retry_on_link_loss(
+                f"turn {step.valve} ({step.info.label()})",
+                step.valve,
+                first_s,
+                lambda: self._valve_step(step, done, first_s),
+            )
+            retry(exc)
+            return
+        self.session.commanded(step.valve, position)
+        label = f" ({step.position})" if isinstance(step.position, str) else ""
+        self.session.event(step.valve, "command", f"select position {position}{label}")
+        done()
 
     def _repeat(self, step: RepeatStep, number: int, done: Done) -> None:
         self.session.event(
@@ -352,13 +366,39 @@ class StepRunner:
             f"{step.direction.value} {active.target_ul:.6g} uL at {step.rate_ul_min:g} uL/min",
         )
 
-    def _pump_step(self, step: PumpStep, done: Done) -> None:
+    def _retry_on_link_loss(
+        self, what: str, device: str, first_s: float, attempt: Callable[[], None]
+    ) -> Callable[[TransportError], None]:
+        """Return a handler that retries ``attempt`` while the link is lost, up to the grace."""
+
+        def handle(exc: TransportError) -> None:
+            silent_s = self.scheduler.clock.now_s() - first_s
+            if silent_s >= LINK_GRACE_S:
+                raise TransportError(device, f"no contact for {silent_s:.0f} s: {what}") from exc
+            self.session.event(device, "link_lost", f"{exc}; retrying: {what}")
+            self._timer(RECHECK_MAX_S, attempt, what)
+
+        return handle
+
+    def _pump_step(self, step: PumpStep, done: Done, first_s: float | None = None) -> None:
         pump = self.session.pump(step.pump)
-        baseline_ul = _moved_ul(pump.read_status(), step.direction)
-        active = ActivePump(
-            step, pump, baseline_ul, step.target_volume_ul, self.scheduler.clock.now_s()
-        )
-        self._start_pump(active)
+        first_s = self.scheduler.clock.now_s() if first_s is None else first_s
+        try:
+            baseline_ul = _moved_ul(pump.read_status(), step.direction)
+            active = ActivePump(
+                step, pump, baseline_ul, step.target_volume_ul, self.scheduler.clock.now_s()
+            )
+            self._start_pump(active)
+        except TransportError as exc:
+            # the pump keeps its state; a brief link loss is ridden out like a step's checks
+            retry = self._retry_on_link_loss(
+                f"start {step.info.label()}",
+                step.pump,
+                first_s,
+                lambda: self._pump_step(step, done, first_s),
+            )
+            retry(exc)
+            return
         self.active[step.pump] = active
         if not step.wait:
             done()

@@ -279,7 +279,6 @@ def _link_cases() -> list[Case]:
                 r"^all steps done$",
                 clear_after_s=GLITCH_S,
                 label="glitch-over-a-command",
-                xfail=COMMAND_GLITCH,
             )
         )
     return cases
