@@ -163,6 +163,11 @@ class Heartbeat:
         if os.getloadavg()[0] <= (os.cpu_count() or 1):
             assert self.max_gap_s < limit_s, self.report("GUI stalled")
 
+    def check_own_work(self, limit_s: float) -> None:
+        """Only the GUI's own work: for a run whose engine thread, in this same process,
+        never waits (the virtual clock) and so holds the interpreter lock in long stretches."""
+        assert self.max_busy_s < limit_s, self.report("GUI work too long")
+
 
 def make_window(qtbot, tmp_path: Path, config=None, **kwargs):
     """A main window on the simulated reference rig (or ``config``), manual control open."""
