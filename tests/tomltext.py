@@ -27,3 +27,26 @@ def toml_string(text: str) -> str:
 def toml_key(key: str) -> str:
     """Return ``key`` bare when TOML allows it, else quoted."""
     return key if _BARE.match(key) else toml_string(key)
+
+
+def toml_scalar(value: object) -> str | None:
+    """Return a TOML scalar (boolean, integer, float incl. nan/inf, string, date/time), or
+    None for anything else (arrays and tables are the caller's: it chooses their layout)."""
+    import datetime as dt
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return None

@@ -37,7 +37,6 @@ ended in an error when loading or when checking on the rig.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import subprocess
 from functools import cache
@@ -57,7 +56,7 @@ from chipctl.protocol.loader import MAX_DEPTH, parse_protocol
 from chipctl.protocol.preflight import Preflight, preflight
 from chipctl.rig import Rig, build_rig
 from drivers.clock import VirtualClock
-from tests.tomltext import toml_key, toml_string
+from tests.tomltext import toml_key, toml_scalar, toml_string
 
 SOURCE = "fuzz.toml"
 EXAMPLES = int(os.environ.get("CHIPCTL_FUZZ_EXAMPLES", "100"))
@@ -135,20 +134,9 @@ _key = toml_key
 
 
 def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
+    scalar = toml_scalar(value)
+    if scalar is not None:
+        return scalar
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import math
 import os
 import subprocess
 import tomllib
@@ -42,7 +41,7 @@ from chipctl.config import load_config
 from chipctl.errors import ConfigError
 from chipctl.rig import build_rig
 from drivers.clock import VirtualClock
-from tests.tomltext import toml_string
+from tests.tomltext import toml_scalar, toml_string
 
 REFERENCE_RIG_FILE = Path(__file__).resolve().parents[2] / "chipctl" / "rigs" / "reference-sim.toml"
 
@@ -82,20 +81,9 @@ def _toml_value(value: Any) -> str:
         if value.tables:
             return "{a = " * value.depth + "1" + "}" * value.depth
         return "[" * value.depth + "1" + "]" * value.depth
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
+    scalar = toml_scalar(value)
+    if scalar is not None:
+        return scalar
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
