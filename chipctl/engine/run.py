@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -450,7 +450,7 @@ class Run:
         self._set_state(RunState.RUNNING, "resumed")
         self.runner.resume()
 
-    def _protocol_abort(self, reason: str) -> None:
+    def _protocol_abort(self, reason: str) -> NoReturn:
         """The protocol or an interlock ends the run as aborted."""
         raise _RunAbort(reason)
 
@@ -464,10 +464,16 @@ class Run:
                 self._pause(reason)
             case "stop_pump":
                 pump = trip.spec.scope or trip.device
-                if pump in self.rig.pumps() and self.runner is not None:
-                    self.runner.abandon_pump(pump, reason)
-                else:
+                if pump not in self.rig.pumps() or self.runner is None:
                     self._protocol_abort(f"{reason} (no pump {pump!r} to stop)")
+                if pump in self.session.lost_since:
+                    # a pump that does not answer cannot be stopped alone: end the run now,
+                    # so the other pumps stop at once (the lost one is tried last)
+                    self._protocol_abort(f"{reason} ({pump} does not answer: aborting)")
+                try:
+                    self.runner.abandon_pump(pump, reason)
+                except DeviceError as exc:
+                    self._protocol_abort(f"{reason} (could not stop {pump}: {exc})")
             case "abort":
                 self._protocol_abort(reason)
             case _:

@@ -396,15 +396,6 @@ def check_pump_stopped(outcome: Outcome, scenario: Scenario, trip_s: float) -> N
     assert result.delivered_ul[pump] < planned[pump] - 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "stop_pump on a pump whose link is lost tries to stop it through the dead link "
-        "(about 5 s of timeouts), then fails the run with the raw device error: the other "
-        "pumps stop 5 s after the alarm; the loader could refuse stop_pump for lost_device, "
-        "or the engine abort at once when the pump to stop is the one not answering"
-    ),
-)
 def test_stop_pump_on_a_lost_pump_ends_the_run_within_the_deadline(tmp_path: Path) -> None:
     fields = {"device": "medium", "for": "60 s"}
     scenario = Scenario(
