@@ -48,6 +48,15 @@ stalls: right for a live stream, wrong for a time point taken once an hour.
 Time: ``t_s`` given to :meth:`Acquisition.acquire` is the run time of the time point; each
 frame's ``t_s`` is that plus the clock time elapsed until its exposure started, so frames
 carry run times whatever the clock's origin.
+
+Lost frames: a camera that delivers no frame for a trigger (a dropped GigE or USB3 buffer)
+raises :class:`~drivers.camera.roles.FrameTimeout` after its grab timeout. The time point
+takes that frame again, up to ``frame_retries`` times (2 by default), each loss recorded
+as a ``frame_lost`` event from the microscope (``frame lost (chamber 2 / brightfield),
+retrying (1 of 2): <the camera's error>``). The retry is the next step, so the scheduler
+runs its interlock checks in between. When the retries are used up, a ``FrameTimeout``
+naming the microscope, the position and the channel ends the time point; the frames taken
+before it are already in the run file. Other camera and stage errors are not retried.
 """
 
 from __future__ import annotations
@@ -65,12 +74,14 @@ from chipctl.errors import RunFileError
 from chipctl.runfile import images as img
 from chipctl.runfile.framestore import Compression, dataset_options
 from chipctl.runfile.writer import RunFileWriter
-from drivers.camera.roles import ChannelImage, Microscope, MoveTimeout
+from drivers.camera.roles import ChannelImage, FrameTimeout, Microscope, MoveTimeout
 from drivers.clock import Clock
 
 __all__ = [
+    "FRAME_RETRIES",
     "Acquisition",
     "AcquisitionSummary",
+    "EventSink",
     "FluidicState",
     "FrameListener",
     "FrameRecord",
@@ -81,6 +92,13 @@ __all__ = [
 
 #: Short names accepted besides the :class:`Compression` values.
 _COMPRESSION_ALIASES: Final = {"lz4": Compression.LZ4}
+
+#: How many times a lost frame is taken again before the time point fails.
+FRAME_RETRIES: Final = 2
+
+#: Where an acquisition records its events: ``(t_s, source, kind, message)`` with ``t_s`` in
+#: run time, as :meth:`chipctl.runfile.RunFileWriter.event` takes them.
+EventSink = Callable[[float, str, str, str], None]
 
 #: The fluidic state recorded with a frame: quantity -> value, or a function of the frame's
 #: run time ``t_s`` that returns it (called once per position, at its first exposure).
@@ -346,12 +364,14 @@ class AcquisitionSummary:
         positions: the positions visited, in order.
         stage_s: clock time spent moving the stage (from the move's start to its end).
         elapsed_s: clock time of the whole time point.
+        frames_lost: frames the camera lost and that were taken again (each loss counts).
     """
 
     frames: int
     positions: tuple[str, ...]
     stage_s: float
     elapsed_s: float
+    frames_lost: int = 0
 
 
 class Acquisition:
@@ -382,6 +402,10 @@ class Acquisition:
         clock: the engine's clock (stage time and frame times are measured on it).
         poll_s: how often a moving stage is polled.
         move_timeout_s: how long one move to a position may take.
+        frame_retries: how many times a lost frame (a camera
+            :class:`~drivers.camera.roles.FrameTimeout`) is taken again.
+        on_event: records the lost frames (default: the writer's ``event``; the engine
+            may pass its recorder, so listeners see them too).
     """
 
     def __init__(
@@ -393,6 +417,8 @@ class Acquisition:
         clock: Clock,
         poll_s: float = 0.05,
         move_timeout_s: float = 30.0,
+        frame_retries: int = FRAME_RETRIES,
+        on_event: EventSink | None = None,
     ) -> None:
         """Check the plan's names against the microscope; no I/O."""
         for p in plan.positions:
@@ -404,12 +430,16 @@ class Acquisition:
         for what, value in (("poll_s", poll_s), ("move_timeout_s", move_timeout_s)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{what} must be > 0, got {value!r}")
+        if type(frame_retries) is not int or frame_retries < 0:  # bool is no count
+            raise ValueError(f"frame_retries must be an integer >= 0, got {frame_retries!r}")
         self.microscope = microscope
         self.plan = plan
         self.writer = writer
         self.clock = clock
         self.poll_s = float(poll_s)
         self.move_timeout_s = float(move_timeout_s)
+        self.frame_retries = frame_retries
+        self.on_event: EventSink = writer.event if on_event is None else on_event
         self._counts = {(p, c): 0 for p in plan.positions for c in plan.channels}
         self._declared = False
         #: called with each frame after it is handed to the writer (see FrameListener)
@@ -510,6 +540,8 @@ class Acquisition:
                 whose shape or dtype differs from the plan (camera settings changed).
             RunFileError: :meth:`declare` was not called, or the writer failed.
             drivers.camera.roles.MoveTimeout: the stage did not arrive in time.
+            drivers.camera.roles.FrameTimeout: a frame was lost ``frame_retries + 1``
+                times in a row (the error names the microscope, position and channel).
             drivers.errors.DeviceError: a camera or stage fault (frames already taken stay
                 written).
         """
@@ -583,7 +615,8 @@ class TimePoint:
 
     Made by :meth:`Acquisition.start`. Each position is visited in turn: start the move,
     poll until the stage stops (or :class:`~drivers.camera.roles.MoveTimeout`), then snap
-    its channels one per step.
+    its channels one per step; a lost frame is taken again at the next step, up to the
+    acquisition's ``frame_retries`` times.
     """
 
     def __init__(
@@ -609,6 +642,8 @@ class TimePoint:
         self._stage_s = 0.0
         self._frames = 0
         self._state: dict[str, float] = {}
+        self._tries = 0  # losses of the frame being taken
+        self._frames_lost = 0
 
     @property
     def done(self) -> bool:
@@ -629,6 +664,8 @@ class TimePoint:
             drivers.camera.roles.MoveTimeout: the stage is still moving after
                 ``move_timeout_s`` (it is stopped first).
             ValueError: a frame whose shape or dtype differs from the plan.
+            drivers.camera.roles.FrameTimeout: a frame lost once more than the retries
+                allow.
             drivers.errors.DeviceError: a camera or stage fault.
         """
         acq = self._acq
@@ -657,7 +694,11 @@ class TimePoint:
             self._phase = "snap"
             self._channel = 0
         channel = self.channels[self._channel]
-        (image,) = acq.microscope.acquire([channel], position=position)
+        try:
+            (image,) = acq.microscope.acquire([channel], position=position)
+        except FrameTimeout as exc:
+            return self._lost(position, channel, exc)
+        self._tries = 0
         t_frame_s = self._run_time_s(image.t_s)
         if self._channel == 0:
             self._state = acq._check_state(self._state_of(t_frame_s))
@@ -674,6 +715,26 @@ class TimePoint:
         self._end_clock_s = clock.now_s()
         return None
 
+    def _lost(self, position: str, channel: str, exc: FrameTimeout) -> float:
+        """Record a lost frame and take it again at once, or give up (raise)."""
+        acq = self._acq
+        self._tries += 1
+        frame = f"{position} / {channel}"
+        if self._tries > acq.frame_retries:
+            tries = f"{self._tries} tries" if self._tries > 1 else "1 try"
+            self._tries = 0  # a step after this error starts the frame's tries afresh
+            raise FrameTimeout(
+                acq.microscope.name, f"no frame of {frame} in {tries}; last: {exc}"
+            ) from exc
+        self._frames_lost += 1
+        acq.on_event(
+            self._run_time_s(acq.clock.now_s()),
+            acq.microscope.name,
+            "frame_lost",
+            f"frame lost ({frame}), retrying ({self._tries} of {acq.frame_retries}): {exc}",
+        )
+        return 0.0
+
     def summary(self) -> AcquisitionSummary:
         """Return what was done so far (all of it once :attr:`done`)."""
         if self._t0_clock_s is None:
@@ -686,6 +747,7 @@ class TimePoint:
             positions=self.positions[: self._position],
             stage_s=self._stage_s,
             elapsed_s=elapsed_s,
+            frames_lost=self._frames_lost,
         )
 
 

@@ -9,7 +9,7 @@ drug front's arrival delay), and the pressure the chip is rated for. They come f
 
     [chip]
     model = "8-chamber half-log dilution ladder"
-    chambers = 8                       # positions "chamber 1".."chamber 8"
+    chambers = 8                       # "chamber 1".."chamber 8" (fields: "chamber 1a"...)
     dilution_ratio = 0.31623           # chamber k (1-based) gets ratio**(k-1) of the drug inlet
     chamber_volume = "5 uL"
     pressure_rating = "300 kPa"        # bond failure; interlocks default to a fraction of it
@@ -23,18 +23,45 @@ actually received.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from chipctl.errors import ConfigError
 from chipctl.units import PRESSURE, VOLUME, Dimension, UnitError, parse_quantity
 
-__all__ = ["ChipConfig", "chamber_name", "parse_chip"]
+__all__ = ["ChipConfig", "chamber_name", "chamber_of", "field_name", "parse_chip"]
+
+#: A microscope position that is one field of a chamber: ``"chamber 3b"``.
+_FIELD = re.compile(r"(chamber \d+)([a-z])")
 
 
 def chamber_name(index: int) -> str:
     """Return the position name of chamber ``index`` (1-based): ``"chamber 3"``."""
     return f"chamber {index}"
+
+
+def field_name(index: int, field_index: int, n_fields: int) -> str:
+    """Return the position name of one imaging field of chamber ``index`` (both 1-based).
+
+    A chamber longer than the microscope's field of view is imaged in ``n_fields`` fields
+    along its length, ``"chamber 3a"``, ``"chamber 3b"``... from the inlet end; with one
+    field the position is the chamber itself (``"chamber 3"``).
+    """
+    if n_fields == 1:
+        return chamber_name(index)
+    if not 1 <= field_index <= n_fields <= 26:
+        raise ValueError(f"field {field_index} of {n_fields}: fields are 1..{n_fields} (<= 26)")
+    return f"{chamber_name(index)}{chr(ord('a') + field_index - 1)}"
+
+
+def chamber_of(position: str) -> str:
+    """Return the chamber a microscope position belongs to (``"chamber 3b"`` -> ``"chamber 3"``).
+
+    Any other position (``"chamber 3"``, a user-named ``"overview"``) is its own chamber.
+    """
+    match = _FIELD.fullmatch(position)
+    return match.group(1) if match else position
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ wrong (they are refused on hardware)::
     at = "2 h"                   # no_reply, garble, partial, disconnected, link_ok
 
 The pseudo-device ``chip`` takes the simulated chip's faults: ``clog``, ``unclog``,
-``leak``, ``bubble``.
+``leak``, ``bubble``. The simulated microscope has no serial link, so no link faults; it
+takes ``drop_frame`` (the next frame is lost), ``camera_lost`` (every frame, until
+``camera_ok``). Fault kinds are checked against the emulators when the rig is built.
 """
 
 from __future__ import annotations

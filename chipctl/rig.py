@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from chipctl.chip import field_name
 from chipctl.config import CHIP, LINK_FAULTS, DeviceConfig, InstrumentConfig
 from chipctl.errors import ConfigError
 from chipctl.microscope import MicroscopeDevice, MicroscopeSetup
@@ -312,11 +313,34 @@ def _compression_option(cfg: DeviceConfig) -> str | None:
         raise ConfigError("", f"devices.{cfg.name}.compression", str(exc)) from None
 
 
+def _field_positions(cfg: DeviceConfig, scope: Any, height_um: float) -> dict[str, Any]:
+    """The stage positions of the simulated microscope: ``fields_per_chamber`` per chamber.
+
+    A 10 mm chamber is longer than a 3.3 mm field of view; imaging one field would measure a
+    third of its tumoroids, whose spread then sets the readout's error. The fields are laid
+    along the chamber at the chamber's length over their number apart (at least one field
+    height, so that fields never overlap and no tumoroid is counted twice), centred on the
+    chamber, named by :func:`chipctl.chip.field_name`.
+    """
+    from drivers.camera.roles import StagePosition
+
+    n_fields = _positive_int(cfg, "fields_per_chamber", 1)
+    if n_fields > 26:
+        raise ConfigError("", f"devices.{cfg.name}.fields_per_chamber", "must be at most 26")
+    step_um = max(scope.biology.layout.length_um / n_fields, height_um)
+    positions: dict[str, Any] = {}
+    for k, (x, y, z) in enumerate(scope.chamber_positions_um(), start=1):
+        for i in range(1, n_fields + 1):
+            dy_um = (i - (n_fields + 1) / 2.0) * step_um
+            positions[field_name(k, i, n_fields)] = StagePosition(x, y + dy_um, z)
+    return positions
+
+
 def _build_sim_microscope(cfg: DeviceConfig, ctx: BuildContext) -> Device:
     """The simulated microscope over the simulated chip: camera, stage, channel lights."""
     bench, clock = ctx.bench, ctx.clock
     from drivers.camera.rendered import ChannelLight, RenderedCamera, RenderedStage
-    from drivers.camera.roles import ChannelPreset, Microscope, StagePosition
+    from drivers.camera.roles import ChannelPreset, Microscope
 
     if bench is None:
         message = "the simulated microscope needs the simulated chip (pumps feeding inlets)"
@@ -357,10 +381,10 @@ def _build_sim_microscope(cfg: DeviceConfig, ctx: BuildContext) -> Device:
         if light is not None:
             lights.append(light)
         presets.append(ChannelPreset(channel, exposure_ms, None, light))
-    positions = {
-        f"chamber {k}": StagePosition(x, y, z)
-        for k, (x, y, z) in enumerate(scope.chamber_positions_um(), start=1)
-    }
+    positions = _field_positions(cfg, scope, height_um)
+    # every background of one imaging round stays cached (fields x channels, ~4 MB each at
+    # 1024 x 1024): a smaller cache would rebuild each one, 0.1-0.4 s per frame
+    scope.cache_size = max(scope.cache_size, len(positions) * len(exposures))
     microscope = Microscope(
         name=cfg.name,
         camera=camera,
@@ -408,6 +432,7 @@ DRIVERS: dict[str, DriverSpec] = {
                 "read_noise_e",
                 "camera",
                 "compression",
+                "fields_per_chamber",
             }
         ),
         serial=False,
@@ -498,17 +523,26 @@ class Rig:
         return position
 
     def emulator_of(self, device: str) -> Any:
-        """Return the emulator behind ``device`` (the pump itself on a shared bus)."""
-        return _device_emulator(self.emulators, self.config, device)
+        """Return the emulator behind ``device``.
+
+        That is the pump itself on a shared bus, and for the simulated microscope its
+        :class:`simulator.microscope.SimMicroscope` (which has faults but no serial link).
+
+        Raises:
+            ValueError: a device with nothing simulated to fault (a vendor camera).
+        """
+        return _device_emulator(self.emulators, self.config, device, self.bench)
 
     def inject_fault(self, device: str, fault: str) -> None:
         """Inject ``fault`` into ``device``'s emulator (or the chip) at the clock's now.
 
         ``fault`` is a link fault (:data:`chipctl.config.LINK_FAULTS`), the name of a fault
-        method of the emulator (``inject_stall``, ``jam``...), or for the pseudo-device
-        ``chip`` one of :class:`simulator.bench.SimulatedBench`'s (``clog``, ``leak``,
-        ``bubble``...). Emulators are advanced lazily (at each exchange), so the world is
-        first brought to the present; otherwise the fault would date from the last exchange.
+        method of the emulator (``inject_stall``, ``jam``...), for the simulated microscope
+        one of ``SimMicroscope.FAULTS`` (``drop_frame``, ``camera_lost``, ``camera_ok``),
+        or for the pseudo-device ``chip`` one of :class:`simulator.bench.SimulatedBench`'s
+        (``clog``, ``leak``, ``bubble``...). Emulators are advanced lazily (at each
+        exchange), so the world is first brought to the present; otherwise the fault would
+        date from the last exchange.
 
         Raises:
             ValueError: no such fault for that device.
@@ -520,8 +554,11 @@ class Rig:
             getattr(self.bench, fault)()
             return
         emulator = self.emulator_of(device)
-        link_emulator = self.emulators[self.config.devices[device].link]
         check_fault(emulator, device, fault)
+        link_emulator = self.emulators.get(self.config.devices[device].link)
+        if link_emulator is None:  # the simulated microscope: no serial link, no clock
+            getattr(emulator, fault)()
+            return
         emulator.advance_to(self.clock.now_s())
         if fault == "link_ok":
             link_emulator.faults.clear()
@@ -531,9 +568,28 @@ class Rig:
             getattr(emulator, fault)()
 
 
-def _device_emulator(emulators: dict[str, Any], config: InstrumentConfig, device: str) -> Any:
-    """Return the emulator of ``device``: its link's, or its own pump on a daisy-chain bus."""
-    emulator = emulators[config.devices[device].link]
+def _device_emulator(
+    emulators: dict[str, Any], config: InstrumentConfig, device: str, bench: Any = None
+) -> Any:
+    """Return the emulator of ``device`` on a simulated rig.
+
+    That is its link's emulator, its own pump on a daisy-chain bus, or for the
+    ``sim-microscope`` (no serial link) the simulated chip's microscope.
+
+    Raises:
+        ValueError: a microscope with nothing simulated to fault.
+    """
+    cfg = config.devices[device]
+    if cfg.driver == "sim-microscope":
+        if "camera" in cfg.options:
+            raise ValueError(
+                f"{device}: its camera is a vendor camera (devices.{device}.camera), "
+                "which has no simulated faults"
+            )
+        if bench is None:
+            raise ValueError(f"{device}: no simulated microscope (no pump feeds a chip inlet)")
+        return bench.microscope
+    emulator = emulators[cfg.link]
     pumps = getattr(emulator, "pumps", None)
     if isinstance(pumps, dict):
         return pumps[_int_address(config.devices[device], 0)]
@@ -544,12 +600,20 @@ def check_fault(emulator: Any, device: str, fault: str) -> None:
     """Raise ``ValueError`` unless ``fault`` can be injected into ``emulator``."""
     if emulator is None:
         raise ValueError(f"{device}: this rig has no simulated chip (no pump feeds an inlet)")
-    if fault in LINK_FAULTS and device != CHIP:
+    # the chip and the microscope list their faults; a serial emulator's are its methods
+    listed: tuple[str, ...] | None = (
+        CHIP_FAULTS if device == CHIP else getattr(emulator, "FAULTS", None)
+    )
+    if listed is None and fault in LINK_FAULTS:
         return
     method = getattr(emulator, fault, None) if not fault.startswith("_") else None
-    is_fault_name = fault in CHIP_FAULTS if device == CHIP else fault not in NOT_FAULTS
+    is_fault_name = fault not in NOT_FAULTS if listed is None else fault in listed
     if not callable(method) or not is_fault_name or _needs_arguments(method):
-        raise ValueError(f"{device}: the {type(emulator).__name__} emulator has no fault {fault!r}")
+        message = f"{device}: the {type(emulator).__name__} emulator has no fault {fault!r}"
+        if listed is not None:
+            link = " (a link fault: it has no serial link)" if fault in LINK_FAULTS else ""
+            message += f"{link}; its faults: {', '.join(listed)}"
+        raise ValueError(message)
 
 
 #: The simulated chip's faults (zero-argument methods of the bench).
@@ -802,9 +866,14 @@ def build_emulators(
         except ValueError as exc:
             raise ConfigError(config.source, f"devices.{cfg.name}", str(exc)) from None
     for number, fault in enumerate(config.faults, start=1):
-        target = (
-            bench if fault.device == CHIP else _device_emulator(emulators, config, fault.device)
-        )
+        try:
+            target = (
+                bench
+                if fault.device == CHIP
+                else _device_emulator(emulators, config, fault.device, bench)
+            )
+        except ValueError as exc:
+            raise ConfigError(config.source, f"fault[{number}].device", str(exc)) from None
         try:
             check_fault(target, fault.device, fault.kind)
         except ValueError as exc:

@@ -47,6 +47,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
 from chipctl.analysis.exposure import ChamberExposure
+from chipctl.chip import chamber_of
 
 __all__ = [
     "F_TEST_ALPHA",
@@ -623,10 +624,22 @@ def _residual_resampler(
 Columns = Mapping[str, NDArray[Any]]
 
 
-def _rows(table: Columns, position: str) -> dict[str, NDArray[Any]]:
+#: A tumoroid's identity: its field (position) and its track id there.
+TrackKey = tuple[str, int]
+
+
+def _rows(table: Columns, chamber: str) -> dict[str, NDArray[Any]]:
+    """Return the rows of every field of ``chamber``."""
     positions = np.asarray(table["position"]).astype(str)
-    keep = positions == position
+    keep = np.array([chamber_of(p) == chamber for p in positions], dtype=bool)
     return {name: np.asarray(col)[keep] for name, col in table.items()}
+
+
+def _track_keys(rows: Mapping[str, NDArray[Any]]) -> list[TrackKey]:
+    """Return the rows' tumoroid identities (tracks are numbered per field)."""
+    fields = np.asarray(rows["position"]).astype(str)
+    tracks = np.asarray(rows["track_id"]).astype(np.int64)
+    return [(str(f), int(t)) for f, t in zip(fields, tracks)]
 
 
 def _amount(rows: Mapping[str, NDArray[Any]], viable: bool) -> FloatArray:
@@ -648,7 +661,7 @@ def _time_points(rows: Mapping[str, NDArray[Any]]) -> tuple[FloatArray, FloatArr
 
 def track_amounts(
     tumoroids: Columns, position: str, t_s: float, *, viable: bool = False
-) -> dict[int, float]:
+) -> dict[TrackKey, float]:
     """Return each tracked tumoroid's amount at ``t_s``, interpolated between time points.
 
     Log-linear interpolation in time between the bracketing time points (a tumoroid seen
@@ -657,7 +670,7 @@ def track_amounts(
 
     Args:
         tumoroids: the ``/analysis/tumoroids`` columns.
-        position: the chamber.
+        position: the chamber (all its fields).
         t_s: the run time.
         viable: multiply by the live fraction where one was measured.
     """
@@ -666,12 +679,11 @@ def track_amounts(
         return {}
     points, times = _time_points(rows)
     tp = np.asarray(rows["t_point_s"], dtype=np.float64)
-    tracks = np.asarray(rows["track_id"]).astype(np.int64)
+    keys = _track_keys(rows)
     amount = _amount(rows, viable)
 
-    def at(point: float) -> dict[int, float]:
-        sel = tp == point
-        return {int(k): float(v) for k, v in zip(tracks[sel], amount[sel])}
+    def at(point: float) -> dict[TrackKey, float]:
+        return {k: float(v) for k, v, p in zip(keys, amount, tp) if p == point}
 
     i = int(np.searchsorted(times, t_s, side="right"))
     if i == 0:
@@ -680,7 +692,7 @@ def track_amounts(
         return at(points[-1])
     before, after = at(points[i - 1]), at(points[i])
     w = (t_s - times[i - 1]) / (times[i] - times[i - 1])
-    out: dict[int, float] = {}
+    out: dict[TrackKey, float] = {}
     for track in set(before) | set(after):
         a, b = before.get(track), after.get(track)
         if a is None or b is None:
@@ -704,14 +716,15 @@ def growth_series(tumoroids: Columns, position: str, t0_s: float) -> tuple[Float
         return np.zeros(0), np.zeros(0)
     points, times = _time_points(rows)
     tp = np.asarray(rows["t_point_s"], dtype=np.float64)
-    tracks = np.asarray(rows["track_id"]).astype(np.int64)
+    keys = _track_keys(rows)
     volume = np.asarray(rows["volume_um3"], dtype=np.float64)
     out = np.full(points.size, math.nan)
     for i, point in enumerate(points):
-        sel = tp == point
         x0, x1 = [], []
-        for track, v in zip(tracks[sel], volume[sel]):
-            v0 = ref.get(int(track))
+        for track, v, p in zip(keys, volume, tp):
+            if p != point:
+                continue
+            v0 = ref.get(track)
             if v0 is not None and v0 > 0.0:
                 x0.append(v0)
                 x1.append(v)
@@ -765,9 +778,8 @@ def chamber_amounts(
     start = track_amounts(tumoroids, position, t0_s)
     tp = np.asarray(rows["t_point_s"], dtype=np.float64)
     sel = tp == readout_t_point_s
-    tracks = np.asarray(rows["track_id"]).astype(np.int64)[sel]
-    amount = _amount({k: v[sel] for k, v in rows.items()}, viable)
-    end = {int(k): float(v) for k, v in zip(tracks, amount)}
+    readout = {k: v[sel] for k, v in rows.items()}
+    end = dict(zip(_track_keys(readout), (float(v) for v in _amount(readout, viable))))
     paired = sorted(set(start) & set(end))
     lost = len(set(start) - set(end))
     x0 = np.array([start[k] for k in paired], dtype=np.float64)
@@ -869,7 +881,7 @@ def analyse_drug(
     controls = [p for p in control if p not in exclude]
     if not controls:
         raise ValueError(f"{species}: every control chamber is excluded")
-    measured = {str(p) for p in np.asarray(tumoroids["position"]).astype(str)}
+    measured = {chamber_of(str(p)) for p in np.asarray(tumoroids["position"]).astype(str)}
     missing = [p for p in used if p not in measured]
     if missing:
         raise ValueError(f"{species}: no tumoroids measured in {', '.join(missing)}")
@@ -1133,11 +1145,19 @@ def format_conc(value_nm: float, lowest_nm: float, highest_nm: float) -> str:
 
 
 def format_interval(ci: Interval, fmt: Callable[[float], str]) -> str:
-    """Return ``" [low - high]"`` formatted by ``fmt``, or ``""`` without an interval."""
+    """Return ``" [low-high]"`` formatted by ``fmt``, or ``""`` without an interval.
+
+    A bound that is negative or open (``">20.1 nM"``) is joined with ``" to "``, so that
+    ``[-0.03 to 0.12]`` and ``[11.4 nM to >20.1 nM]`` cannot be misread as a minus or an
+    arrow.
+    """
     if math.isnan(ci.low) or math.isnan(ci.high):
         return ""
     low, high = fmt(ci.low), fmt(ci.high)
-    return "" if low == high else f" [{low}-{high}]"
+    if low == high:
+        return ""
+    plain = not any(text.startswith(("-", "<", ">")) for text in (low, high))
+    return f" [{low}-{high}]" if plain else f" [{low} to {high}]"
 
 
 def verdict(response: DoseResponse) -> Verdict:

@@ -21,6 +21,7 @@ import numpy as np
 from chipctl.analysis import tables
 from chipctl.analysis.live import AnalysisParams, ChamberResult, Pipeline
 from chipctl.analysis.segment import channel_role
+from chipctl.chip import chamber_of
 from chipctl.runfile.images import COL_EXPOSURE_MS, COL_T, COL_T_POINT, image_stacks
 from chipctl.runfile.reader import RunFile
 
@@ -87,7 +88,7 @@ def analyze_images(
         ValueError: a frame that cannot be analysed (for example without a pixel size
             and no ``params.pixel_size_um``), naming its position, channel and time.
     """
-    frames: list[tuple[str, float, float, int, str, StoredFrame]] = []
+    frames: list[tuple[tuple[str, float, str, float, int, str], StoredFrame]] = []
     paths: dict[tuple[str, str], str] = {}
     for stack in image_stacks(run):
         if positions is not None and stack.position not in positions:
@@ -107,16 +108,18 @@ def analyze_images(
                 pixel_size_um=stack.pixel_size_um,
                 exposure_ms=None if exposure is None else _finite(exposure[i]),
             )
-            key = (record.position, record.t_point_s, record.t_s, i, record.channel, record)
-            frames.append(key)
-    frames.sort(key=lambda k: k[:5])
-    pipeline = Pipeline(None, params)
+            chamber = chamber_of(record.position)
+            key = (chamber, record.t_point_s, record.position, record.t_s, i, record.channel)
+            frames.append((key, record))
+    # chamber by chamber, each time point's fields together (each position in time order)
+    frames.sort(key=lambda k: k[0])
+    pipeline = Pipeline(None, params, {record.position for _, record in frames})
     results: list[ChamberResult] = []
-    position = None
-    for done, (_, _, _, _, _, record) in enumerate(frames, start=1):
-        if record.position != position:
+    current: str | None = None
+    for done, (key, record) in enumerate(frames, start=1):
+        if key[0] != current:
             results.extend(pipeline.flush())
-            position = record.position
+            current = key[0]
         pixels = run.frames(paths[(record.position, record.channel)])[record.index]
         results.extend(pipeline.add(record, pixels, record.exposure_ms))
         if progress is not None:

@@ -2,8 +2,12 @@
 
 :class:`Pipeline` turns frames into results, with no threads: it segments each brightfield
 frame, measures each stain frame inside the brightfield outlines of the same position and
-time point, and when the time point of a position is complete it tracks the tumoroids,
-computes their metrics and the chamber's, and returns a :class:`ChamberResult`.
+time point, and when the time point of a position is complete it tracks the tumoroids
+and computes their metrics. When every field of a chamber (positions ``"chamber 3a"``,
+``"chamber 3b"``... see :func:`chipctl.chip.field_name`; a one-field chamber is its own
+position) is in, it sums them into the chamber's metrics and returns a
+:class:`ChamberResult`: the chamber's row is for the whole chamber, its tumoroids keep
+their field as ``position`` (tracks are per field).
 :func:`chipctl.analysis.images.analyze_images` feeds it the stored frames of a finished run;
 :class:`LiveAnalysis` feeds it frames as they are taken. Same code, same numbers.
 
@@ -11,7 +15,10 @@ computes their metrics and the chamber's, and returns a :class:`ChamberResult`.
 acquisition images one position at a time, all its channels, then moves on, so a time point
 of a position is complete when every channel the analysis was told about has arrived,
 when a frame of another time point or position arrives, or at :meth:`Pipeline.flush`
-(:meth:`LiveAnalysis.end_time_point`, :meth:`LiveAnalysis.stop`). Stain frames wait for
+(:meth:`LiveAnalysis.end_time_point`, :meth:`LiveAnalysis.stop`). A chamber's time point
+is complete when all its fields among the positions to analyse are, when a field of
+another chamber or time point completes, or at a flush (fields of a chamber are imaged one
+after the other: the microscope's positions are in chamber order). Stain frames wait for
 their time point's brightfield frame (any channel order works); stain frames of a time
 point without one are not analysed (counted in :attr:`Pipeline.unmatched_stain_frames`):
 image brightfield with the stains.
@@ -43,7 +50,7 @@ Lifecycle: construct, :meth:`~LiveAnalysis.declare` before the writer's ``open``
 tables are created up front), :meth:`~LiveAnalysis.start`, then frames; at the end
 :meth:`~LiveAnalysis.stop` (drains the queue) before the writer's ``close``.
 
-Values for protocols: :meth:`LiveAnalysis.latest` maps ``"<position>.<metric>"`` to the
+Values for protocols: :meth:`LiveAnalysis.latest` maps ``"<chamber>.<metric>"`` to the
 newest value, e.g. ``"chamber 3.growth_rate_per_h"``, for the metrics of
 ``/analysis/chambers`` (``t_s``, ``t_point_s``, ``n_tumoroids``, ``total_area_um2``,
 ``total_volume_um3``, ``mean_diameter_um``, ``live_fraction``, ``growth_rate_per_h``).
@@ -66,6 +73,7 @@ from chipctl.analysis import metrics as met
 from chipctl.analysis import segment as seg
 from chipctl.analysis import tables
 from chipctl.analysis.track import Tracker
+from chipctl.chip import chamber_of
 
 __all__ = [
     "AnalysisParams",
@@ -135,7 +143,7 @@ class AnalysisParams:
 
 @dataclass(frozen=True)
 class ChamberResult:
-    """One position at one time point: the chamber's row and its tumoroids' rows."""
+    """One chamber at one time point: its row and the rows of its tumoroids in every field."""
 
     chamber: tables.ChamberRow
     tumoroids: tuple[tables.TumoroidRow, ...]
@@ -171,12 +179,29 @@ class _OpenPoint:
     roles: set[str] = field(default_factory=set)
 
 
-class _Chamber:
-    """What the pipeline remembers of one position between time points."""
+@dataclass(frozen=True)
+class _Field:
+    """One position (a field of a chamber) at one time point, measured."""
 
-    def __init__(self, params: AnalysisParams) -> None:
-        self.tracker = Tracker(params.max_track_gap)
-        self.growth = met.GrowthHistory(params.growth_window_h * 3600.0, params.growth_min_points)
+    position: str
+    t_s: float
+    tumoroids: met.TumoroidMetrics
+    areas: tuple[seg.LiveDeadArea, ...]  # one per tumoroid (NaN without stains)
+    rows: tuple[tables.TumoroidRow, ...]
+
+
+@dataclass
+class _Pool:
+    """The fields of one chamber measured so far at one time point."""
+
+    chamber: str
+    t_point_s: float
+    fields: list[_Field] = field(default_factory=list)
+
+    @property
+    def positions(self) -> set[str]:
+        """The fields already in."""
+        return {f.position for f in self.fields}
 
 
 class Pipeline:
@@ -187,16 +212,27 @@ class Pipeline:
             ignored); None: time points complete only when another begins, or at
             :meth:`flush`.
         params: analysis parameters.
+        positions: the positions that will be imaged; a chamber's time point is complete
+            as soon as all of its fields among them are in. None (or a field missing):
+            when a field of another chamber or time point comes, or at :meth:`flush`.
     """
 
     def __init__(
-        self, channels: Iterable[str] | None = None, params: AnalysisParams | None = None
+        self,
+        channels: Iterable[str] | None = None,
+        params: AnalysisParams | None = None,
+        positions: Iterable[str] | None = None,
     ) -> None:
         """Start with no positions seen."""
         self.params = params or AnalysisParams()
         roles = {seg.channel_role(c) for c in channels} if channels is not None else set()
         self._complete = frozenset(r for r in roles if r is not None)
-        self._chambers: dict[str, _Chamber] = {}
+        self._fields_of: dict[str, set[str]] = {}
+        for position in positions or ():
+            self._fields_of.setdefault(chamber_of(position), set()).add(position)
+        self._trackers: dict[str, Tracker] = {}
+        self._growth: dict[str, met.GrowthHistory] = {}
+        self._pools: dict[str, _Pool] = {}
         self._open: dict[str, _OpenPoint] = {}
         #: frames whose channel is neither brightfield nor a known stain
         self.ignored_frames = 0
@@ -226,13 +262,12 @@ class Pipeline:
             result
             for position, point in list(self._open.items())
             if position != frame.position or point.t_point_s != frame.t_point_s
-            if (result := self._close(position)) is not None
+            for result in self._close(position)
         ]
         point = self._open.get(frame.position)
         if point is not None and role in point.roles:
             # a channel again in the same time point: a new round of imaging
-            if (result := self._close(frame.position)) is not None:
-                done.append(result)
+            done += self._close(frame.position)
             point = None
         if point is None:
             point = _OpenPoint(frame.position, float(frame.t_point_s))
@@ -245,13 +280,13 @@ class Pipeline:
                 f"{frame.position} / {frame.channel} at {frame.t_s:g} s: {exc}"
             ) from None
         if self._complete and self._complete <= point.roles:
-            if (result := self._close(frame.position)) is not None:
-                done.append(result)
+            done += self._close(frame.position)
         return done
 
     def flush(self) -> list[ChamberResult]:
-        """Complete every open time point; return their results."""
-        return [r for p in list(self._open) if (r := self._close(p)) is not None]
+        """Complete every open time point of every chamber; return their results."""
+        done = [r for p in list(self._open) for r in self._close(p)]
+        return done + [self._close_pool(c) for c in list(self._pools)]
 
     def _pixel_size(self, frame: FrameLike) -> float:
         px = frame.pixel_size_um
@@ -280,33 +315,49 @@ class Pipeline:
                 params=self.params.stain,
             )
 
-    def _close(self, position: str) -> ChamberResult | None:
+    def _close(self, position: str) -> list[ChamberResult]:
+        """Measure one position's time point; return the chamber results it completed."""
         point = self._open.pop(position)
         if point.segmentation is None:
             self.unmatched_stain_frames += len(point.pending)
-            return None
-        chamber = self._chambers.get(position)
-        if chamber is None:
-            chamber = self._chambers[position] = _Chamber(self.params)
+            return []
+        measured = self._measure(point)
+        chamber = chamber_of(position)
+        done = [
+            self._close_pool(c)
+            for c, pool in list(self._pools.items())
+            if c != chamber or pool.t_point_s != point.t_point_s or position in pool.positions
+        ]
+        pool = self._pools.setdefault(chamber, _Pool(chamber, point.t_point_s))
+        pool.fields.append(measured)
+        # a position that is not a field is the whole chamber
+        expected = self._fields_of.get(chamber) or ({chamber} if chamber == position else None)
+        if expected and expected <= pool.positions:
+            done.append(self._close_pool(chamber))
+        return done
+
+    def _measure(self, point: _OpenPoint) -> _Field:
+        """Track and measure the tumoroids of one position's time point."""
         segmentation = point.segmentation
+        assert segmentation is not None
+        tracker = self._trackers.get(point.position)
+        if tracker is None:
+            tracker = self._trackers[point.position] = Tracker(self.params.max_track_gap)
         tm = met.tumoroid_metrics(segmentation)
-        ids = chamber.tracker.update(tm.centroid_x_um, tm.centroid_y_um, tm.area_um2)
+        ids = tracker.update(tm.centroid_x_um, tm.centroid_y_um, tm.area_um2)
         areas = seg.live_dead_areas(
             point.stains.get("live"),
             point.stains.get("dead"),
             segmentation.pixel_size_um,
             self.params.stain,
         )
-        total_volume = float(tm.volume_um3.sum())
-        rate = chamber.growth.add(point.t_s, total_volume, point.t_point_s)
-        cm = met.chamber_metrics(tm, areas, rate)
         if not areas:
             areas = [seg.LiveDeadArea(math.nan, math.nan, math.nan)] * segmentation.n
         rows = tuple(
             tables.TumoroidRow(
                 t_s=point.t_s,
                 t_point_s=point.t_point_s,
-                position=position,
+                position=point.position,
                 track_id=int(ids[i]),
                 area_um2=float(tm.area_um2[i]),
                 eq_diameter_um=float(tm.eq_diameter_um[i]),
@@ -320,10 +371,25 @@ class Pipeline:
             )
             for i in np.argsort(ids, kind="stable")
         )
+        return _Field(point.position, point.t_s, tm, tuple(areas), rows)
+
+    def _close_pool(self, chamber: str) -> ChamberResult:
+        """Sum up one chamber's fields at one time point into its row."""
+        pool = self._pools.pop(chamber)
+        tm = met.concat_tumoroids([f.tumoroids for f in pool.fields])
+        areas = [a for f in pool.fields for a in f.areas]
+        t_s = float(np.mean([f.t_s for f in pool.fields]))
+        growth = self._growth.get(chamber)
+        if growth is None:
+            growth = self._growth[chamber] = met.GrowthHistory(
+                self.params.growth_window_h * 3600.0, self.params.growth_min_points
+            )
+        rate = growth.add(t_s, float(tm.volume_um3.sum()), pool.t_point_s)
+        cm = met.chamber_metrics(tm, areas, rate)
         row = tables.ChamberRow(
-            t_s=point.t_s,
-            t_point_s=point.t_point_s,
-            position=position,
+            t_s=t_s,
+            t_point_s=pool.t_point_s,
+            position=chamber,
             n_tumoroids=cm.n_tumoroids,
             total_area_um2=cm.total_area_um2,
             total_volume_um3=cm.total_volume_um3,
@@ -331,7 +397,7 @@ class Pipeline:
             live_fraction=cm.live_fraction,
             growth_rate_per_h=cm.growth_rate_per_h,
         )
-        return ChamberResult(row, rows)
+        return ChamberResult(row, tuple(r for f in pool.fields for r in f.rows))
 
 
 # ---- live ------------------------------------------------------------------------------
@@ -407,7 +473,7 @@ class LiveAnalysis:
         self.positions = tuple(positions)
         self.channels = tuple(channels)
         self.on_result = on_result
-        self.pipeline = Pipeline(self.channels, params)
+        self.pipeline = Pipeline(self.channels, params, self.positions)
         self._exposure_ms = dict(exposure_ms or {})
         self._max_queued = int(max_queued_frames)
         self._wait_when_full = bool(wait_when_full)

@@ -13,7 +13,8 @@ Per tumoroid (domain reference 3.3, [V, R135, R136]):
 * ``centroid_x_um``, ``centroid_y_um``: the centroid in the frame, from the top-left
   corner of the top-left pixel (x along columns, y along rows).
 
-Per chamber (one imaged position) and time point: the number of tumoroids, their total
+Per chamber and time point (all the chamber's imaged fields together,
+:func:`concat_tumoroids`): the number of tumoroids, their total
 area and volume, their mean equivalent diameter, the live fraction of all their stained
 area together (``sum live / sum (live + dead)``), and the growth rate: the least-squares
 slope of ``ln(total volume)`` against time over the recent time points
@@ -38,6 +39,7 @@ __all__ = [
     "GrowthHistory",
     "TumoroidMetrics",
     "chamber_metrics",
+    "concat_tumoroids",
     "equivalent_diameter_um",
     "growth_rate_per_h",
     "sphere_volume_um3",
@@ -87,6 +89,26 @@ class TumoroidMetrics:
     def __len__(self) -> int:
         """Number of tumoroids."""
         return int(self.area_um2.size)
+
+
+def concat_tumoroids(parts: Sequence[TumoroidMetrics]) -> TumoroidMetrics:
+    """Return the tumoroids of several frames (a chamber's fields) as one set.
+
+    Centroids stay relative to their own frame: the result is for sums and means, not for
+    positions.
+    """
+    names = (
+        "area_um2",
+        "eq_diameter_um",
+        "volume_um3",
+        "circularity",
+        "centroid_x_um",
+        "centroid_y_um",
+    )
+    columns = {
+        name: np.concatenate([np.zeros(0), *(getattr(p, name) for p in parts)]) for name in names
+    }
+    return TumoroidMetrics(**columns)
 
 
 def tumoroid_metrics(segmentation: Segmentation) -> TumoroidMetrics:

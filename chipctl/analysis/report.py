@@ -47,6 +47,7 @@ from chipctl.analysis.gr import (
     format_number,
     verdict,
 )
+from chipctl.chip import chamber_of
 from chipctl.runfile.images import image_stacks
 from chipctl.runfile.reader import Event, RunFile
 
@@ -343,10 +344,21 @@ def _outline(labels: NDArray[Any], factor: int) -> NDArray[np.bool_]:
 
 
 def montage_figure(run: RunFile, factor: int = 4) -> Figure | None:
-    """First and last brightfield frame of every position, with segmentation outlines."""
+    """First and last brightfield frame of every chamber, with segmentation outlines.
+
+    A chamber imaged in several fields shows its middle one (the figure stays one column
+    per chamber; the analysis counts every field).
+    """
     from chipctl.analysis.segment import segment_brightfield
 
-    stacks = [s for s in image_stacks(run) if s.channel in _BRIGHTFIELD and s.n_frames > 0]
+    by_chamber: dict[str, list[Any]] = {}
+    for stack in image_stacks(run):
+        if stack.channel in _BRIGHTFIELD and stack.n_frames > 0:
+            by_chamber.setdefault(chamber_of(stack.position), []).append(stack)
+    stacks = [
+        sorted(fields, key=lambda s: s.position)[(len(fields) - 1) // 2]
+        for fields in by_chamber.values()
+    ]
     if not stacks:
         return None
     n = len(stacks)
@@ -377,7 +389,12 @@ def montage_figure(run: RunFile, factor: int = 4) -> Figure | None:
             ax.set_title(f"{stack.position}\n{t_h:.0f} h, n={count}", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("Brightfield, first and last time point, segmented tumoroids in green", fontsize=9)
+    several = any(chamber_of(s.position) != s.position for s in stacks)
+    where = "the middle field of each chamber, " if several else ""
+    fig.suptitle(
+        f"Brightfield, {where}first and last time point, segmented tumoroids in green",
+        fontsize=9,
+    )
     return fig
 
 

@@ -42,12 +42,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from chipctl.chip import chamber_of
 from chipctl.engine.scheduler import Scheduler
 from chipctl.errors import InputError
 from chipctl.microscope import MicroscopeDevice
 from chipctl.rig import Rig
 from chipctl.session import Session
-from drivers.camera.roles import ChannelImage, StagePosition
+from drivers.camera.roles import ChannelImage, Microscope, StagePosition
 from drivers.roles import PumpDirection, SyringePump
 
 __all__ = [
@@ -95,6 +96,21 @@ def _pump(rig: Rig, name: str) -> SyringePump:
         known = ", ".join(rig.pumps()) or "none"
         raise ManualError(f"no pump {name!r} on this rig (pumps: {known})")
     return device
+
+
+def named_position(scope: Microscope, name: str) -> str:
+    """Return the stage position ``name`` means: itself, or a chamber's middle field.
+
+    Raises:
+        ManualError: no such position or chamber, naming the known positions.
+    """
+    known = scope.position_names()
+    if name in known:
+        return name
+    fields = [p for p in known if chamber_of(p) == name]
+    if fields:
+        return fields[(len(fields) - 1) // 2]
+    raise ManualError(f"{scope.name}: no position {name!r} (positions: {', '.join(known)})")
 
 
 def _microscope(rig: Rig, name: str | None) -> MicroscopeDevice:
@@ -223,9 +239,8 @@ class Snap:
             if channel not in scope.channel_names():
                 known = ", ".join(scope.channel_names())
                 raise ManualError(f"{scope.name}: no channel {channel!r} (channels: {known})")
-        if self.position is not None and self.position not in scope.position_names():
-            known = ", ".join(scope.position_names())
-            raise ManualError(f"{scope.name}: no position {self.position!r} (positions: {known})")
+        if self.position is not None:
+            named_position(scope, self.position)
 
     def __call__(self, session: Session) -> list[ChannelImage]:
         """Move (if asked), snap every channel; return the images (not stored anywhere)."""
@@ -233,7 +248,7 @@ class Snap:
         device = _microscope(session.rig, self.microscope)
         scope = device.microscope
         if self.position is not None:
-            images = scope.acquire_at(self.position, self.channels)
+            images = scope.acquire_at(named_position(scope, self.position), self.channels)
         else:
             images = scope.acquire(self.channels)
         where = self.position or "current position"
@@ -246,7 +261,8 @@ class MoveStage:
     """Move the microscope stage to a named position or to coordinates.
 
     Args:
-        position: a named position (e.g. ``"chamber 3"``), or None to use coordinates.
+        position: a named position (e.g. ``"chamber 3b"``; a chamber imaged in several
+            fields, ``"chamber 3"``, means its middle field), or None to use coordinates.
         x_um: target X when no position is named.
         y_um: target Y when no position is named.
         z_um: target Z (None: leave Z).
@@ -263,11 +279,7 @@ class MoveStage:
         """Check the target is named or complete (travel limits are the stage's to check)."""
         scope = _microscope(rig, self.microscope).microscope
         if self.position is not None:
-            if self.position not in scope.position_names():
-                known = ", ".join(scope.position_names())
-                raise ManualError(
-                    f"{scope.name}: no position {self.position!r} (positions: {known})"
-                )
+            named_position(scope, self.position)
         elif self.x_um is None or self.y_um is None:
             raise ManualError(f"{scope.name}: give a named position or both x and y")
 
@@ -277,8 +289,8 @@ class MoveStage:
         device = _microscope(session.rig, self.microscope)
         try:
             if self.position is not None:
-                device.microscope.move_to(self.position)
-                where = self.position
+                where = named_position(device.microscope, self.position)
+                device.microscope.move_to(where)
             else:
                 assert self.x_um is not None and self.y_um is not None  # check() saw to it
                 device.stage.move_to(self.x_um, self.y_um, self.z_um)

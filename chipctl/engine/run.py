@@ -220,7 +220,13 @@ class Run:
             magnification=device.setup.magnification,
             compression=device.setup.compression,
         )
-        acquisition = Acquisition(scope, plan, recorder, clock=rig.clock)  # type: ignore[arg-type]
+        acquisition = Acquisition(
+            scope,
+            plan,
+            recorder,  # type: ignore[arg-type]
+            clock=rig.clock,
+            on_event=self.recorder.event,  # lost frames reach the GUI too
+        )
         acquisition.declare()
         acquisition.frame_listeners.append(self.listeners.frame)
         return acquisition

@@ -20,8 +20,9 @@ when it does not (drug from the first second).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from chipctl.chip import chamber_of
 from chipctl.errors import ProtocolError
 from chipctl.protocol.model import (
     DoseProfile,
@@ -163,8 +164,30 @@ class _Compiler:
                 return self.exchange(step)
             case SampleStep():
                 return self.sample(step)
-            case PumpStep() | StopStep() | ValveStep() | WaitStep() | ImageStep() | PromptStep():
+            case ImageStep():
+                return self.image(step)
+            case PumpStep() | StopStep() | ValveStep() | WaitStep() | PromptStep():
                 return step
+
+    def image(self, step: ImageStep) -> Step:
+        """Name a chamber imaged in several fields, and get all its fields.
+
+        ``positions = ["chamber 3"]`` on a microscope with fields ``"chamber 3a"``...
+        ``"chamber 3c"`` images the three; a field or any other position stays as it is
+        (the preflight checks that it exists).
+        """
+        if step.positions is None:
+            return step
+        scopes = list(self.rig.microscopes().values())
+        if len(scopes) != 1:
+            return step  # the preflight says what is wrong
+        known = scopes[0].microscope.position_names()
+        expanded: list[str] = []
+        for name in step.positions:
+            fields = [p for p in known if chamber_of(p) == name and p != name]
+            new = fields if name not in known and fields else [name]
+            expanded += [p for p in new if p not in expanded]
+        return replace(step, positions=tuple(expanded))
 
     def prime(self, step: PrimeStep) -> Step:
         self.pump(step.info, step.pump, "pump")

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chipctl.chip import chamber_of
 from chipctl.errors import ProtocolError
 from chipctl.protocol.compile import (
     CompiledProtocol,
@@ -527,6 +528,8 @@ def _check_scopes(protocol: Protocol, rig: Rig) -> None:
         positions = list(rig.config.chip.chamber_names)
     else:
         return
+    # a chamber imaged in several fields is named by its chamber ("chamber 3" for 3a..3c)
+    positions += [c for c in dict.fromkeys(chamber_of(p) for p in positions) if c not in positions]
     chambers = protocol.chambers
     for field_name, names in (
         ("control", chambers.control),

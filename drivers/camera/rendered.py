@@ -2,11 +2,11 @@
 
 :class:`RenderedCamera`, :class:`RenderedStage` and :class:`ChannelLight` implement the
 imaging roles (:mod:`drivers.camera.roles`) over a :class:`RenderSource`: any object with
-``move_to``, ``position_um``, ``snap``, ``pixel_size_um`` and ``field_of_view_um``, such as
-the simulator's ``SimMicroscope``. The source is typed structurally, so this module imports
-nothing of the simulator (DESIGN.md, "Dependency direction"); the rig assembly hands the
-source in. The whole engine, the Microscope role and the run file then work on rendered
-images exactly as on a real camera.
+``move_to``, ``position_um``, ``snap``, ``frame_arrives``, ``pixel_size_um`` and
+``field_of_view_um``, such as the simulator's ``SimMicroscope``. The source is typed
+structurally, so this module imports nothing of the simulator (DESIGN.md, "Dependency
+direction"); the rig assembly hands the source in. The whole engine, the Microscope role
+and the run file then work on rendered images exactly as on a real camera.
 
 How the role's settings map onto :meth:`RenderSource.snap`:
 
@@ -38,6 +38,15 @@ frames are rendered at :meth:`~drivers.camera.roles.Camera.trigger_software`; a
 the camera's clock and raises :class:`~drivers.camera.roles.FrameTimeout`, as a real camera
 whose trigger never comes. The stage moves the source at once; given ``speed_um_s`` and a
 clock, it reports itself moving for the travel time, so stage waits cost clock time.
+
+**Lost frames.** Before each frame the camera asks :meth:`RenderSource.frame_arrives`. A
+frame that does not arrive (a GigE or USB3 camera dropping a buffer; the simulator's
+``drop_frame`` and ``camera_lost`` faults) is what a real driver sees: nothing, until the
+grab's timeout. :meth:`~drivers.camera.roles.Camera.snap` and a free-running
+:meth:`~drivers.camera.roles.Camera.read_frame` wait their ``timeout_s`` on the clock and
+raise :class:`~drivers.camera.roles.FrameTimeout` naming the camera; in software-trigger
+mode the lost frame is simply never queued. A lost frame costs its timeout in clock time
+(exposure + 1 s for a default snap), never a hang.
 """
 
 from __future__ import annotations
@@ -124,14 +133,22 @@ class RenderSource(Protocol):
         """Render one ``uint16`` frame of shape ``(height // binning, width // binning)``."""
         ...
 
+    def frame_arrives(self) -> bool:
+        """Tell whether the frame being taken now reaches the host (False: it is lost).
+
+        Called once per frame, before :meth:`snap`, which is then not called for a lost
+        frame. A source that never loses frames returns True.
+        """
+        ...
+
 
 class RenderedCamera(Camera):
     """A :class:`~drivers.camera.roles.Camera` whose frames are drawn by a :class:`RenderSource`.
 
     Args:
         source: the renderer.
-        clock: waits for frames that do not come (software trigger with no trigger) run on
-            it.
+        clock: waits for frames that do not come (a software trigger that never comes, a
+            frame the source lost) run on it.
         name: the device's name in the instrument config.
         sensor_pixel_size_um: the physical pixel pitch (6.5 um for the simulator's sCMOS);
             the pixel at the sample is this over the objective's magnification.
@@ -165,6 +182,8 @@ class RenderedCamera(Camera):
         self._pixel_format = "Mono16"
         self._trigger = TriggerMode.FREE_RUN
         self._queue: deque[NDArray[np.generic]] = deque()
+        # software triggers whose frame was lost: the next empty read says so
+        self._lost_triggers = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -196,7 +215,7 @@ class RenderedCamera(Camera):
         self._roi = Roi(0, 0, width_px, height_px)
 
     def _do_close(self) -> None:
-        self._queue.clear()
+        self._clear_queue()
 
     # -- channel -----------------------------------------------------------------------
 
@@ -295,25 +314,45 @@ class RenderedCamera(Camera):
         self._trigger = mode
 
     def _do_trigger_software(self) -> None:
-        self._queue.append(self._render())
+        if self.source.frame_arrives():
+            self._queue.append(self._render())
+        else:
+            self._lost_triggers += 1
 
     def _do_snap(self, timeout_s: float) -> NDArray[np.generic]:
-        return self._render()
+        return self._grab(timeout_s)
 
     def _do_start_sequence(self, n_frames: int | None) -> None:
-        self._queue.clear()
+        self._clear_queue()
 
     def _do_read_frame(self, timeout_s: float) -> NDArray[np.generic]:
         if self._trigger is TriggerMode.FREE_RUN:
-            return self._render()
+            return self._grab(timeout_s)
         if not self._queue:
             self._clock.sleep_s(timeout_s)
         if not self._queue:
+            if self._lost_triggers:
+                self._lost_triggers -= 1
+                raise self._lost(timeout_s)
             raise FrameTimeout(self.name, f"no frame within {timeout_s:g} s (no trigger)")
         return self._queue.popleft()
 
     def _do_stop_sequence(self) -> None:
+        self._clear_queue()
+
+    def _clear_queue(self) -> None:
         self._queue.clear()
+        self._lost_triggers = 0
+
+    def _grab(self, timeout_s: float) -> NDArray[np.generic]:
+        """Take the frame of a trigger now: rendered, or lost after waiting ``timeout_s``."""
+        if not self.source.frame_arrives():
+            self._clock.sleep_s(timeout_s)
+            raise self._lost(timeout_s)
+        return self._render()
+
+    def _lost(self, timeout_s: float) -> FrameTimeout:
+        return FrameTimeout(self.name, f"no frame within {timeout_s:g} s of the trigger (lost)")
 
     def _render(self) -> NDArray[np.generic]:
         if self._sync is not None:

@@ -1,7 +1,8 @@
 """Simulated microscope: stage, objective, camera and a renderer of the biology.
 
 * :class:`SimMicroscope` (:mod:`simulator.microscope.render`): ``move_to``, ``snap``,
-  ``chamber_positions_um`` and the ground truth (``truth_masks``, ``truth_labels``);
+  ``chamber_positions_um``, the ground truth (``truth_masks``, ``truth_labels``) and the
+  camera faults (``drop_frame``, ``camera_lost``, ``camera_ok``);
 * :class:`CameraParams` and the noise model (:mod:`simulator.microscope.camera`);
 * :class:`Objective`, sampling, defocus and vignetting (:mod:`simulator.microscope.optics`);
 * :class:`Appearance` and the scene drawing (:mod:`simulator.microscope.scene`).

@@ -15,6 +15,12 @@ quantises.
 
 Ground truth (:meth:`SimMicroscope.truth_masks`, :meth:`SimMicroscope.truth_labels`) is
 for tests and analysis validation only: analysis code must never read it.
+
+Faults (:attr:`SimMicroscope.FAULTS`, injected like the serial emulators' fault methods):
+a frame can be lost between the camera and the host, as a GigE or USB3 camera loses a
+buffer (``drop_frame``: the next one; ``camera_lost``: every one until ``camera_ok``). The
+host side asks :meth:`SimMicroscope.frame_arrives` once per frame before it renders; a
+lost frame is never rendered, and :meth:`SimMicroscope.snap` itself is unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -73,8 +80,15 @@ class SimMicroscope:
         objective: objective (4x / 0.13 by default).
         camera: camera (2048 x 2048, 6.5 um sCMOS by default).
         appearance: sample appearance.
-        cache_size: background fields kept (positions x channels x ROIs).
+        cache_size: background fields kept (positions x channels x ROIs); the
+            :attr:`cache_size` attribute may be raised later, e.g. once the positions a
+            protocol visits are known (a cache smaller than one imaging round's fields
+            rebuilds every background, 0.1-0.4 s each).
     """
+
+    #: The fault methods an instrument config may schedule (``[[fault]]`` kinds); none
+    #: takes an argument.
+    FAULTS: ClassVar[tuple[str, ...]] = ("drop_frame", "camera_lost", "camera_ok")
 
     def __init__(
         self,
@@ -97,7 +111,7 @@ class SimMicroscope:
         self._bank = NormalBank(self.rng, h * w)
         self._vignette = vignetting_map(self.camera.sensor_shape, self.camera.vignetting_corner)
         self._cache: OrderedDict[tuple[object, ...], Float32Array] = OrderedDict()
-        self._cache_size = cache_size
+        self.cache_size = cache_size
         lay = biology.layout
         origins = np.array([lay.origin_um(k) for k in range(lay.n_chambers)])
         self._stage_x = origins[biology.chamber, 0] + biology.x_um
@@ -105,6 +119,8 @@ class SimMicroscope:
         x0, y0 = lay.centre_um(0)
         self._pos = (x0, y0, self.focus_z_um)
         self._frame: _Frame | None = None
+        self._frames_to_drop = 0
+        self._camera_lost = False
 
     # ---- optics and stage ----------------------------------------------------------
 
@@ -254,7 +270,7 @@ class SimMicroscope:
         if channel == "brightfield":
             image *= np.float32(self.appearance.bf_photons_px_ms)
         self._cache[key] = image
-        if len(self._cache) > self._cache_size:
+        while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return image
 
@@ -299,6 +315,38 @@ class SimMicroscope:
             )
             for i in np.flatnonzero(near)
         ]
+
+    # ---- faults (the link between camera and host) ---------------------------------
+
+    def drop_frame(self) -> None:
+        """Lose the next frame on its way to the host, as a camera whose buffer is dropped.
+
+        The host gets nothing for that trigger (its grab times out); later frames arrive.
+        Each call loses one more frame.
+        """
+        self._frames_to_drop += 1
+
+    def camera_lost(self) -> None:
+        """Lose every frame until :meth:`camera_ok` (the camera's link is down)."""
+        self._camera_lost = True
+
+    def camera_ok(self) -> None:
+        """Clear :meth:`camera_lost` and any frame still to drop: frames arrive again."""
+        self._camera_lost = False
+        self._frames_to_drop = 0
+
+    def frame_arrives(self) -> bool:
+        """Tell whether the frame being taken now reaches the host; False if it is lost.
+
+        The host side calls it once per frame, before :meth:`snap` (a frame that does not
+        arrive need not be rendered). It uses up one :meth:`drop_frame`.
+        """
+        if self._camera_lost:
+            return False
+        if self._frames_to_drop:
+            self._frames_to_drop -= 1
+            return False
+        return True
 
     # ---- ground truth (tests only) -------------------------------------------------
 

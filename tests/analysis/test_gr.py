@@ -338,7 +338,7 @@ def test_gr_from_images_matches_the_simulated_tumoroids(tmp_path_factory):
         tumoroids = run.table("/analysis/tumoroids")
         _, (exposure,) = exposure_from_run(run)
         chip = run.telemetry("chip")
-        frame_um = run.frames("/images/chamber 1/brightfield").shape[1] * 3.25
+        frame_um = run.frames("/images/chamber 1b/brightfield").shape[1] * 3.25
     result = analyse_drug(exposure, tumoroids, control=["chamber 8"], n_boot=0)
     t_truth = chip["t_s"]
     per_chamber = np.array([chip[f"c_t_vc_mmae_chamber{k}_nm"] for k in range(1, 9)])
@@ -358,8 +358,12 @@ def test_gr_from_images_matches_the_simulated_tumoroids(tmp_path_factory):
         if b in marks:
             state[b] = bio.tumoroids()
     start, end = state[result.t0_s], state[result.t1_s]
-    # tumoroids wholly inside the field at the chamber's centre (chamber 10 mm long)
-    inside = np.abs(bio.y_um - 5000.0) < frame_um / 2.0 - end.radius_um
+    # tumoroids wholly inside one of the chamber's three fields (chamber 10 mm long)
+    step_um = max(10000.0 / 3.0, frame_um)
+    centres_um = 5000.0 + step_um * np.array([-1.0, 0.0, 1.0])
+    gap_um = np.min(np.abs(bio.y_um[:, None] - centres_um[None, :]), axis=1)
+    inside = gap_um < frame_um / 2.0 - end.radius_um
+    assert inside.sum() > 8 * 30  # most of the 8 x ~40 tumoroids are seen
     folds = {}
     for k in range(8):
         sel = (start.chamber == k) & inside

@@ -389,3 +389,51 @@ def test_analyze_images_can_take_some_positions(live_run):
         some = analyze_images(run, positions=["chamber 8"])
     assert set(some.chambers["position"]) == {"chamber 8"}
     assert some.frames == len(CHANNELS) * len(LiveRun.TIMES_S)
+
+
+# -- a chamber imaged in several fields ------------------------------------------------------
+
+
+def test_the_fields_of_a_chamber_are_summed_into_one_chamber_row():
+    pipeline = Pipeline(["brightfield", "live", "dead"], positions=["chamber 2a", "chamber 2b"])
+    one = _feed(Pipeline(CHANNELS), ["brightfield", "live", "dead"])[0]
+    assert _feed(pipeline, ["brightfield", "live", "dead"], position="chamber 2a") == []
+    (done,) = _feed(pipeline, ["brightfield", "live", "dead"], position="chamber 2b")
+    row = done.chamber
+    assert row.position == "chamber 2"
+    assert row.n_tumoroids == 2 * one.chamber.n_tumoroids
+    assert row.total_volume_um3 == pytest.approx(2 * one.chamber.total_volume_um3)
+    assert row.mean_diameter_um == pytest.approx(one.chamber.mean_diameter_um)
+    assert row.live_fraction == pytest.approx(one.chamber.live_fraction)
+    # tumoroids keep their field, and their track ids are the field's own
+    assert [r.position for r in done.tumoroids] == ["chamber 2a"] * 2 + ["chamber 2b"] * 2
+    assert [r.track_id for r in done.tumoroids[:2]] == [r.track_id for r in done.tumoroids[2:]]
+
+
+def test_a_chamber_completes_when_another_chamber_or_time_point_comes_or_at_a_flush():
+    pipeline = Pipeline(["brightfield"])  # fields not announced
+    assert _feed(pipeline, ["brightfield"], position="chamber 1a") == []
+    assert _feed(pipeline, ["brightfield"], position="chamber 1b") == []
+    (done,) = _feed(pipeline, ["brightfield"], position="chamber 3a")
+    assert (done.chamber.position, done.chamber.n_tumoroids) == ("chamber 1", 4)
+    (done,) = _feed(pipeline, ["brightfield"], position="chamber 3a", t_s=3600.0)
+    assert (done.chamber.position, done.chamber.t_point_s) == ("chamber 3", 0.0)
+    (done,) = pipeline.flush()
+    assert (done.chamber.position, done.chamber.t_point_s) == ("chamber 3", 3600.0)
+
+
+def test_the_growth_rate_is_the_whole_chambers():
+    params = AnalysisParams(growth_min_points=2)
+    pipeline = Pipeline(["brightfield"], params, positions=["chamber 1a", "chamber 1b"])
+    small, big = _frames(), _frames()
+    rr, cc = disk((60, 60), 26, shape=big["brightfield"].shape)
+    big["brightfield"][rr, cc] *= 0.5
+    rows = []
+    for t_s, second in ((0.0, small), (3600.0, big)):
+        for position, frames in (("chamber 1a", small), ("chamber 1b", second)):
+            record = Record(position, "brightfield", 0, t_s, t_s, PX, {})
+            rows += [r.chamber for r in pipeline.add(record, frames["brightfield"])]
+    first, last = rows
+    expected = math.log(last.total_volume_um3 / first.total_volume_um3)
+    assert last.growth_rate_per_h == pytest.approx(expected, rel=1e-9)
+    assert expected > 0.1  # one field grew: the chamber's rate is between the fields'

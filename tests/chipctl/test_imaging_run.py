@@ -28,7 +28,7 @@ def test_an_image_schedule_stores_every_frame_with_its_metadata(tmp_path):
         HEAD
         + PERFUSE
         + _image(
-            positions='["chamber 1", "chamber 2"]',
+            positions='["chamber 1b", "chamber 2b"]',
             channels='["brightfield", "live"]',
             every='"1 h"',
             duration='"2 h"',
@@ -43,13 +43,13 @@ def test_an_image_schedule_stores_every_frame_with_its_metadata(tmp_path):
     with RunFile(result.path) as run:
         stacks = {(s.position, s.channel): s for s in image_stacks(run)}
         assert {k for k, s in stacks.items() if s.n_frames} == {
-            ("chamber 1", "brightfield"),
-            ("chamber 1", "live"),
-            ("chamber 2", "brightfield"),
-            ("chamber 2", "live"),
+            ("chamber 1b", "brightfield"),
+            ("chamber 1b", "live"),
+            ("chamber 2b", "brightfield"),
+            ("chamber 2b", "live"),
         }
-        frames, meta = read_stack(run, "chamber 1", "brightfield")
-        _, meta2 = read_stack(run, "chamber 2", "brightfield")
+        frames, meta = read_stack(run, "chamber 1b", "brightfield")
+        _, meta2 = read_stack(run, "chamber 2b", "brightfield")
         events = run.events()
     assert frames.shape == (3, 1024, 1024) and frames.dtype == np.uint16
     assert np.allclose(meta["t_point_s"] - meta["t_point_s"][0], [0, 3600, 7200], atol=1)
@@ -127,7 +127,7 @@ def test_a_basler_emulated_camera_can_replace_the_simulated_one(tmp_path):
     assert result.ok, result.message
     with RunFile(result.path) as run:
         events = run.events()
-        for position in ("chamber 1", "chamber 8"):
+        for position in [f"chamber {k}{f}" for k in (1, 8) for f in "abc"]:
             for channel in ("brightfield", "live"):
                 frames, meta = read_stack(run, position, channel)
                 assert frames.shape == (2, 1024, 1024) and frames.dtype == np.uint16
@@ -146,12 +146,12 @@ def test_frames_can_be_stored_compressed_and_read_back(tmp_path):
     from chipctl.config import parse_config, reference_rig_config
 
     config = parse_config(reference_rig_config().text + 'compression = "lz4"\n', "lz4.toml")
-    text = HEAD + _image(positions='["chamber 2"]', channels='["live"]', at='["0 h"]')
+    text = HEAD + _image(positions='["chamber 2b"]', channels='["live"]', at='["0 h"]')
     result = run_protocol(parse_protocol(text, "one.toml"), config, out=tmp_path / "lz4.h5")
     assert result.ok, result.message
     with RunFile(result.path) as run:
         (stack,) = [s for s in image_stacks(run) if s.n_frames]
-        frames, _ = read_stack(run, "chamber 2", "live")
+        frames, _ = read_stack(run, "chamber 2b", "live")
     assert stack.attrs["compression"] == "blosc2-lz4"
     assert frames.shape == (1, 1024, 1024) and frames.max() > frames.min()
 

@@ -1525,7 +1525,7 @@ def test_deeply_nested_values_are_one_line(line: str) -> None:
             "image-every",
             {"positions": '["chamber 9"]'},
             "positions",
-            "no position 'chamber 9' (positions: chamber 1,",
+            "no position 'chamber 9' (positions: chamber 1a,",
         ),
         (
             "image-at",

@@ -70,7 +70,8 @@ def test_snap_and_stage_move(manual) -> None:
     control, _ = manual
     images = control.submit(Snap(("brightfield", "live"), "chamber 3")).result(60)
     assert [i.channel for i in images] == ["brightfield", "live"]
-    assert images[0].image.shape == (1024, 1024) and images[0].position == "chamber 3"
+    # a chamber imaged in three fields: its middle one
+    assert images[0].image.shape == (1024, 1024) and images[0].position == "chamber 3b"
     assert images[0].image.std() > 0
     where = control.submit(MoveStage("chamber 5")).result(60)
     rig = control.rig

@@ -57,6 +57,7 @@ import numpy as np
 import pytest
 
 from chipctl.api import RunResult, run_protocol
+from chipctl.chip import field_name
 from chipctl.config import InstrumentConfig, parse_config, reference_rig_config
 from chipctl.engine.run import ABORT_DEADLINE_S, Run, RunState
 from chipctl.errors import ConfigError
@@ -118,8 +119,15 @@ rate = "15 uL/min"
 draw_rate = "50 uL/min"
 """
 
+#: The positions image-check visits: the first field of chambers 1 and 2 ("chamber 1a"
+#: when the microscope images each chamber in several fields, else "chamber 1").
+IMAGED = [
+    field_name(k, 1, REFERENCE.devices["microscope"].options.get("fields_per_chamber", 1))
+    for k in (1, 2)
+]
+
 #: One hour of perfusion imaged every 10 min at two chambers (14 frames).
-IMAGE_CHECK = """\
+IMAGE_CHECK = f"""\
 [protocol]
 name = "image-check"
 description = "Perfuse medium for 1 h while imaging two chambers every 10 min."
@@ -135,7 +143,7 @@ wait = false
 [[step]]
 name = "timelapse"
 action = "image"
-positions = ["chamber 1", "chamber 2"]
+positions = [{", ".join(f'"{p}"' for p in IMAGED)}]
 channels = ["brightfield"]
 every = "10 min"
 duration = "1 h"
@@ -406,6 +414,17 @@ DEVICE_CASES = [
         (300.0, 3300.0),
         protocol="image-check",
         label="while-imaging",
+    ),
+    # a camera that delivers no frame any more: each frame is tried 3 times (FRAME_RETRIES
+    # + 1, each costing the frame timeout), then the time point's FrameTimeout fails the run
+    Case(
+        "microscope",
+        "camera_lost",
+        (300.0, 3300.0),
+        Reaction.FAIL,
+        r"^microscope: no frame of chamber \w+ / brightfield in 3 tries; last: "
+        r"microscope-camera: no frame within [\d.]+ s of the trigger \(lost\)$",
+        protocol="image-check",
     ),
 ]
 
@@ -836,41 +855,102 @@ def test_a_new_era_in_safe_mode_stops_itself_when_its_link_dies(tmp_path: Path) 
     assert at_s - PERIOD_S + timeout_s - 1.0 <= stopped_s <= at_s + timeout_s + 1.0
 
 
-# -- faults that cannot be injected ----------------------------------------------------------
+# -- faults on the microscope (no serial link: SimMicroscope.FAULTS) -------------------------
+
+#: The simulated microscope's faults, as the config error lists them.
+SCOPE_FAULTS = "drop_frame, camera_lost, camera_ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the simulated microscope has no emulator faults: a [[fault]] on it fails "
-        "build_rig with a KeyError (rig._device_emulator looks up an emulator by link), and "
-        "RenderedCamera has no frame-drop to inject"
-    ),
-)
+@pytest.mark.slow  # an image-check run (SLOW_PROTOCOLS)
 def test_a_dropped_camera_frame_is_retried(tmp_path: Path) -> None:
-    at_s = Case("microscope", "drop_frame", (300.0, 3300.0), Reaction.RETRY, "").fault_time_s()
+    """The first frame after the fault is lost: recorded, taken again at once, stored."""
+    case = Case("microscope", "drop_frame", (300.0, 3300.0), Reaction.RETRY, r"^all steps done$")
+    at_s = case.fault_time_s()
     outcome = run_with_faults(
         PROTOCOLS["image-check"],
         faulty_config([("microscope", "drop_frame", at_s)]),
         tmp_path / "r.h5",
     )
-    assert outcome.result.state is RunState.COMPLETED, outcome.result.message
-    assert outcome.of("microscope"), "the dropped frame is not recorded"
+    result = outcome.result
+    assert not outcome.engine_errors, outcome.engine_errors
+    assert re.search(case.message, result.message), (result.state, result.message)
+    check_run_file(outcome, at_s, "microscope", RunState.COMPLETED)
+    check_delivered_as_planned(outcome)
+    assert not [e for e in outcome.events if e.kind == "alarm"], result.alarms
+    (lost,) = outcome.of("microscope", "frame_lost")
+    match = re.fullmatch(
+        r"frame lost \((chamber \w+) / brightfield\), retrying \(1 of 2\): "
+        r"microscope-camera: no frame within ([\d.]+) s of the trigger \(lost\)",
+        lost.message,
+    )
+    assert match, lost.message
+    position, timeout_s = match.group(1), float(match.group(2))
+    assert at_s < lost.t_s < at_s + 600.0 + 5.0  # the next time point (every 10 min)
+    with RunFile(result.path) as run_file:
+        _, meta = read_stack(run_file, position, "brightfield")
+    # taken again at once: the position has a frame exposed when the loss was noticed
+    assert np.min(np.abs(meta["t_s"] - lost.t_s)) < 1e-6, (lost.t_s, meta["t_s"])
     check_frames(outcome)
-    assert sum(1 for _ in outcome.of("imaging", "time_point")) == 7
+    points = outcome.of("imaging", "time_point")
+    assert len(points) == 7
+    # the time point with the loss took one frame timeout longer than the others (but the
+    # first, which starts with the stage in place)
+    elapsed_s = [float(e.message.rsplit(" in ", 1)[1].removesuffix(" s")) for e in points]
+    lossy = next(i for i, e in enumerate(points) if e.t_s >= lost.t_s)
+    normal_s = max(s for i, s in enumerate(elapsed_s[1:], start=1) if i != lossy)
+    # (times are printed to 0.1 s, and the normal ones differ by up to 0.1 s)
+    assert elapsed_s[lossy] - normal_s == pytest.approx(timeout_s, abs=0.25), elapsed_s
+    FIGURES.append(
+        f"{case.id} | {at_s:.1f} | {result.state.value} | {lost.t_s - at_s:.1f} | - | - | "
+        f"{outcome.wall_s:.2f} | lost at {lost.t_s:.1f} s, retried after {timeout_s:g} s; "
+        f"time point {elapsed_s[lossy]:.1f} s, others <= {normal_s:.1f} s"
+    )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a fault on a device without emulator faults is a KeyError traceback from "
-        "build_rig, not one ConfigError line naming fault[1].device"
-    ),
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("no_reply", r"no fault 'no_reply' \(a link fault: it has no serial link\)"),
+        ("link_ok", r"no fault 'link_ok' \(a link fault: it has no serial link\)"),
+        ("jam", r"no fault 'jam'"),
+        ("snap", r"no fault 'snap'"),  # a method of the microscope, not a fault
+    ],
+    ids=["no_reply", "link_ok", "jam", "snap"],
 )
-def test_a_fault_on_the_microscope_is_one_config_line() -> None:
-    config = faulty_config([("microscope", "no_reply", 60.0)])
-    with pytest.raises(ConfigError, match=r"fault\[1\]"):
+def test_a_fault_on_the_microscope_is_one_config_line(kind: str, problem: str) -> None:
+    config = faulty_config([("microscope", kind, 60.0)])
+    with pytest.raises(ConfigError) as info:
         build_rig(config, clock=VirtualClock())
+    line = str(info.value)
+    assert re.fullmatch(
+        rf"faulty-rig\.toml: fault\[1\]\.kind: microscope: the SimMicroscope emulator has "
+        rf"{problem}; its faults: {SCOPE_FAULTS}",
+        line,
+    ), line
+
+
+def test_a_fault_on_a_vendor_camera_is_refused_naming_the_device() -> None:
+    """A vendor camera in place of the rendered one has no simulated faults."""
+    text = REFERENCE.text.replace(
+        "[devices.microscope]\n",
+        '[devices.microscope]\ncamera = { driver = "basler", emulated = true }\n',
+    )
+    fault = '\n[[fault]]\ndevice = "microscope"\nkind = "drop_frame"\nat = "60 s"\n'
+    with pytest.raises(ConfigError, match=r"^vendor\.toml: fault\[1\]\.device: microscope: "):
+        build_rig(parse_config(text + fault, "vendor.toml"), clock=VirtualClock())
+
+
+def test_the_rig_injects_microscope_faults() -> None:
+    rig = build_rig(REFERENCE, clock=VirtualClock())
+    scope = rig.emulator_of("microscope")
+    rig.inject_fault("microscope", "drop_frame")
+    assert [scope.frame_arrives() for _ in range(2)] == [False, True]
+    rig.inject_fault("microscope", "camera_lost")
+    assert not scope.frame_arrives() and not scope.frame_arrives()
+    rig.inject_fault("microscope", "camera_ok")
+    assert scope.frame_arrives()
+    with pytest.raises(ValueError, match=r"^microscope: .* no fault 'garble'"):
+        rig.inject_fault("microscope", "garble")
 
 
 @pytest.mark.parametrize(("device", "kind"), [("outlet", "inject_error"), ("drug", "inject_alarm")])
@@ -880,21 +960,33 @@ def test_a_fault_that_needs_an_argument_is_refused_by_the_config(device: str, ki
 
 
 def test_every_injectable_fault_is_in_the_matrix() -> None:
-    """A fault method added to an emulator must get a row here (and in docs/faults.md)."""
+    """A fault method added to an emulator must get a row here (and in docs/faults.md).
+
+    An emulator that lists its faults (``FAULTS``: the simulated microscope, whose other
+    public methods are the renderer's) is checked on that list; the others on every public
+    method.
+    """
     plumbing = {"advance_to", "receive", "take_output", "step", "truth", "truth_units"}
-    not_faults = {"clear_stall", "clear_jam", "load_syringe", "unclog", "rate_limits_ul_min"}
-    rig = build_rig(REFERENCE, clock=VirtualClock())
-    emulators: dict[str, object] = {
-        name: rig.emulator_of(name) for name in REFERENCE.devices if name != "microscope"
+    not_faults = {
+        "clear_stall",
+        "clear_jam",
+        "load_syringe",
+        "unclog",
+        "rate_limits_ul_min",
+        "camera_ok",
     }
+    rig = build_rig(REFERENCE, clock=VirtualClock())
+    emulators: dict[str, object] = {name: rig.emulator_of(name) for name in REFERENCE.devices}
     emulators["chip"] = rig.bench
     covered = {(c.device, c.kind) for c in CASES} | {
         ("outlet", "inject_error"),
         ("drug", "inject_alarm"),
+        ("microscope", "drop_frame"),  # test_a_dropped_camera_frame_is_retried
     }
     missing = []
     for name, emulator in emulators.items():
-        for attribute in dir(type(emulator)):
+        listed = getattr(emulator, "FAULTS", None)
+        for attribute in dir(type(emulator)) if listed is None else listed:
             if attribute.startswith("_") or attribute in plumbing | not_faults:
                 continue
             if isinstance(getattr(type(emulator), attribute), property):
@@ -902,3 +994,4 @@ def test_every_injectable_fault_is_in_the_matrix() -> None:
             if callable(getattr(emulator, attribute)) and (name, attribute) not in covered:
                 missing.append(f"{name}.{attribute}")
     assert not missing, f"faults not in the matrix: {missing}"
+    assert {"drop_frame", "camera_lost"} <= set(rig.emulator_of("microscope").FAULTS)
