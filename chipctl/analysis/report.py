@@ -93,6 +93,13 @@ def describe_drug(drug: DrugAnalysis) -> list[str]:
             f"GR moves GR50 from {format_conc(r.gr50_nm, lo, hi)} to "
             f"{format_conc(drug.gr50_control_corrected_nm, lo, hi)}"
         )
+    if r.reference:
+        why = "on the fit's untreated plateau" if r.fit.sigmoid else "no dose dependence"
+        lines.append(
+            f"untreated growth: {', '.join(r.control)} pooled with {', '.join(r.reference)} "
+            f"({why}): {math.log2(r.reference_fold):.2f} doublings, against "
+            f"{math.log2(r.control_fold):.2f} for the control alone"
+        )
     lines.append(
         f"intervals: {r.n_boot} bootstrap replicates over "
         + ("tumoroids within each chamber" if r.ci_method == "tumoroids" else r.ci_method)
