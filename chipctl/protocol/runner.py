@@ -49,7 +49,7 @@ from chipctl.protocol.model import (
 )
 from chipctl.protocol.preflight import seconds_until_clock
 from chipctl.session import Session
-from drivers.errors import DeviceAlarm, TransportError
+from drivers.errors import DeviceAlarm, DeviceError, ReplyError, TransportError
 from drivers.roles import PumpDirection, PumpStatus, SyringePump
 
 if TYPE_CHECKING:
@@ -324,7 +324,7 @@ class StepRunner:
         first_s = self.scheduler.clock.now_s() if first_s is None else first_s
         try:
             self.session.rig.valves()[step.valve].select(position)
-        except TransportError as exc:
+        except (TransportError, ReplyError) as exc:  # lost, or garbled on the way back
             retry = self._retry_on_link_loss(
                 f"turn {step.valve} ({step.info.label()})",
                 step.valve,
@@ -368,10 +368,15 @@ class StepRunner:
 
     def _retry_on_link_loss(
         self, what: str, device: str, first_s: float, attempt: Callable[[], None]
-    ) -> Callable[[TransportError], None]:
-        """Return a handler that retries ``attempt`` while the link is lost, up to the grace."""
+    ) -> Callable[[DeviceError], None]:
+        """Return a handler that retries ``attempt`` while the link is lost, up to the grace.
 
-        def handle(exc: TransportError) -> None:
+        A garbled reply (:class:`~drivers.errors.ReplyError`) counts as a lost link, as in
+        the session's polls: the command is sent again (the start of a pump step re-reads
+        the pump's counter first).
+        """
+
+        def handle(exc: DeviceError) -> None:
             silent_s = self.scheduler.clock.now_s() - first_s
             if silent_s >= LINK_GRACE_S:
                 raise TransportError(device, f"no contact for {silent_s:.0f} s: {what}") from exc
@@ -389,7 +394,7 @@ class StepRunner:
                 step, pump, baseline_ul, step.target_volume_ul, self.scheduler.clock.now_s()
             )
             self._start_pump(active)
-        except TransportError as exc:
+        except (TransportError, ReplyError) as exc:
             # the pump keeps its state; a brief link loss is ridden out like a step's checks
             retry = self._retry_on_link_loss(
                 f"start {step.info.label()}",

@@ -44,6 +44,7 @@ that docs/faults.md quotes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import re
@@ -277,11 +278,11 @@ def _link_cases() -> list[Case]:
                 label="lost",
             )
             cases.append(replace(lost, xfail=LINK_XFAILS.get(lost.id)))
-    for device in ("medium", "outlet"):
+    for device, kind in itertools.product(("medium", "outlet"), ("no_reply", "garble")):
         cases.append(
             Case(
                 device,
-                "no_reply",
+                kind,
                 OVER_THE_801_S_COMMANDS,
                 Reaction.RETRY,
                 r"^all steps done$",
