@@ -28,7 +28,7 @@ name = "soak"
 
 [[step]]
 action = "image"
-positions = ["chamber 1", "chamber 8"]
+positions = ["chamber 1b", "chamber 8b"]
 channels = ["brightfield"]
 every = "1 h"
 duration = "{hours} h"

@@ -148,3 +148,73 @@ def test_export_writes_ome_tiffs_and_refuses_a_missing_run(chipctl_cmd, tmp_path
     proc = _run(chipctl_cmd, "export", str(tmp_path / "nope.h5"), "--ome-tiff", str(tmp_path))
     assert proc.returncode == 1
     assert "no such file" in _one_line_error(proc)
+
+
+# -- signals: every way out of a run stops the pumps ------------------------------------------
+
+
+def _start_run(chipctl_cmd, tmp_path):
+    """A run at 10x real time, returned once its first step has begun (read from stderr)."""
+    import os
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [*chipctl_cmd, "run", "perfusion-check", "--sim", "--speed", "10", "--no-analysis",
+         "--out", str(tmp_path / "run.h5")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+    )  # fmt: skip
+    seen = []
+    for line in proc.stderr:  # blocks until the run says something: no sleeps
+        seen.append(line)
+        if line.startswith("step "):
+            return proc, seen
+    pytest.fail(f"the run ended before its first step: {''.join(seen)}")
+
+
+def _reference_pumps():
+    from chipctl.config import reference_rig_config
+    from chipctl.rig import build_rig
+    from drivers.clock import VirtualClock
+
+    pumps = build_rig(reference_rig_config(), clock=VirtualClock()).pumps()
+    assert len(pumps) >= 3
+    return pumps
+
+
+def _after_exit(proc, tmp_path):
+    out, err = proc.communicate(timeout=120)
+    with RunFile(tmp_path / "run.h5") as run:
+        status = run.status
+        stops = {e.source for e in run.events() if e.kind == "command" and "stop" in e.message}
+    return out, err, status, stops
+
+
+def test_sigterm_aborts_the_run_stops_every_pump_and_closes_the_file(chipctl_cmd, tmp_path):
+    import signal
+
+    proc, _ = _start_run(chipctl_cmd, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    out, err, status, stops = _after_exit(proc, tmp_path)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert status == "aborted"
+    assert "terminated (SIGTERM)" in out
+    assert set(_reference_pumps()) <= stops
+
+
+def test_two_ctrl_c_abort_the_run_and_stop_every_pump(chipctl_cmd, tmp_path):
+    import signal
+
+    proc, _ = _start_run(chipctl_cmd, tmp_path)
+    proc.send_signal(signal.SIGINT)  # first: pause, and ask
+    for line in proc.stderr:
+        if "paused" in line:
+            break
+    proc.send_signal(signal.SIGINT)  # second: abort
+    out, err, status, stops = _after_exit(proc, tmp_path)
+    assert "operator abort" in out
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert status == "aborted"
+    assert set(_reference_pumps()) <= stops
