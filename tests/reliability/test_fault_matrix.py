@@ -34,8 +34,9 @@ where the fault is meaningful (a valve jam before the valve moves, a bubble earl
 to reach the sensor before the end). Draws are seeded by the case's name, so CI is
 repeatable; ``CHIPCTL_FAULT_SEED=N`` draws another set of points to explore.
 
-Where chipctl's reaction is wrong today, or a fault cannot be injected, the case is
-marked ``xfail(strict=True)`` with the reason: the fix flips it.
+Where chipctl's reaction is wrong, a case is marked ``xfail(strict=True)`` with the reason
+(``Case.xfail``), so that the fix flips it; no case is marked today (docs/faults.md lists
+what the matrix does not prove).
 
 Run with ``-s`` to print the figures (fault time, reaction time, stop latency, wall time)
 that docs/faults.md quotes.
@@ -224,29 +225,6 @@ class Case:
         return round(lo + draw * (hi - lo), 1)
 
 
-DEAD_PUMP_DELAYS_THE_OTHERS = (
-    "Session.stop_all_pumps stops the pumps one after another, and the stop sent to a pump "
-    "whose link is dead takes about 3 s (reply timeouts, retries, a reconnect) before the "
-    "next pump gets its stop: the pumps after it in config order stop 3 s after the "
-    "decision, beyond ABORT_DEADLINE_S"
-)
-GARBLE_IS_NOT_SILENCE = (
-    "a device that only answers garbage is not 'lost': Session.poll counts only a "
-    "TransportError as silence, so a garbled reply (ReplyError: bad checksum, bad "
-    "framing) records an 'error' and restarts nothing; lost_device trips late, when a "
-    "timeout happens to come (drug, outlet), or never (flow: SHDLC checksums catch every "
-    "garbled frame, the run completes blind)"
-)
-COMMAND_GLITCH = (
-    "a link loss shorter than the lost_device hold fails the run when it covers a command: "
-    "the pump step's first read_status (runner._pump_step) and a valve select "
-    "(runner._exec, ValveStep) are not ridden out like runner._check_pump's reads "
-    "(LINK_GRACE_S)"
-)
-#: Link-fault cases chipctl does not handle as documented yet (with FAULT_SEED = 0).
-LINK_XFAILS: dict[str, str] = {}
-
-
 def _link_cases() -> list[Case]:
     """Every link fault on every serial device: a 30 s glitch, and a link that stays dead."""
     cases = []
@@ -277,7 +255,7 @@ def _link_cases() -> list[Case]:
                 alarm_source="interlock:lost_device",
                 label="lost",
             )
-            cases.append(replace(lost, xfail=LINK_XFAILS.get(lost.id)))
+            cases.append(lost)
     for device, kind in itertools.product(("medium", "outlet"), ("no_reply", "garble")):
         cases.append(
             Case(
@@ -313,18 +291,6 @@ def _pump_alarm_abort(
         label=label,
     )
 
-
-BACKGROUND_SHORT = (
-    "a background pump step (wait = false) that stops short is never checked: the run "
-    "completes 'all steps done' with the pump far short of its target and no alarm "
-    "(runner._pump_step only checks waited steps; the Harvard PHD ULTRA has no "
-    "end-of-travel flag and the driver only logs a counter reset)"
-)
-FINISH_RAISES = (
-    "the final poll in Run._finish reports the Cavro's alarm to the pump_alarm interlock, "
-    "whose abort raises _RunAbort out of _finish: the engine thread dies with a traceback "
-    "after the run has failed"
-)
 
 DEVICE_CASES = [
     _pump_alarm_abort("medium", "inject_stall", "stall", WHOLE_RUN),

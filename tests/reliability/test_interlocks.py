@@ -167,12 +167,6 @@ class Scenario:
         return self.protocol + "\n".join(lines) + "\n"
 
 
-SCOPE_IS_THE_PUMP = (
-    "for flow_deviation and bubble, stop_pump must name the pump to stop in 'device', but "
-    "'device' also scopes the check (InterlockMonitor._applies): the check then looks for a "
-    "flow sensor called like the pump, finds none, and never trips"
-)
-
 SCENARIOS = [
     Scenario(
         "pressure",
