@@ -1065,10 +1065,12 @@ def _qc(
     viable: bool,
 ) -> tuple[str, ...]:
     qc: list[str] = []
-    doublings = math.log2(response.control_fold) if response.control_fold > 0 else math.nan
+    reference = response.reference_fold
+    doublings = math.log2(reference) if reference > 0 else math.nan
     if not doublings >= QC_CONTROL_DOUBLINGS:
         qc.append(
-            f"the control grew {doublings:.2f} doublings (< {QC_CONTROL_DOUBLINGS:g}): "
+            f"the untreated reference grew {doublings:.2f} doublings "
+            f"(< {QC_CONTROL_DOUBLINGS:g}): "
             "GR values are ill-conditioned"
         )
     for p, share in lost.items():

@@ -86,12 +86,13 @@ def describe_drug(drug: DrugAnalysis) -> list[str]:
     """Return the caveats of one drug's readout, one sentence each."""
     r = drug.response
     lines = list(drug.qc)
-    if drug.control_conc_nm > 0.0 and r.fit.sigmoid:
-        lo, hi = float(np.min(r.conc_nm)), float(np.max(r.conc_nm))
+    lo, hi = float(np.min(r.conc_nm)), float(np.max(r.conc_nm))
+    before = format_conc(r.gr50_nm, lo, hi)
+    after = format_conc(drug.gr50_control_corrected_nm, lo, hi)
+    if drug.control_conc_nm > 0.0 and r.fit.sigmoid and before != after:
         lines.append(
             "treating the control as untreated biases GR upward; correcting for its fitted "
-            f"GR moves GR50 from {format_conc(r.gr50_nm, lo, hi)} to "
-            f"{format_conc(drug.gr50_control_corrected_nm, lo, hi)}"
+            f"GR moves GR50 from {before} to {after}"
         )
     if r.reference:
         why = "on the fit's untreated plateau" if r.fit.sigmoid else "no dose dependence"
@@ -318,7 +319,9 @@ def _dose_panel(
             if math.isfinite(ci.low) and math.isfinite(ci.high) and ci.low > 0:
                 ax.plot([ci.low, ci.high], [0.5, 0.5], color="C2", lw=3, alpha=0.6)
         ax.axhline(r.gr_max, color="C3", lw=0.8, ls="-.", label=f"GRmax {r.gr_max:.2f}")
-        ax.set_title(f"{r.species}: GR (control {', '.join(r.control)})")
+        pooled = [p.replace("chamber ", "") for p in r.reference]
+        extra = f" + {', '.join(pooled)}" if pooled else ""
+        ax.set_title(f"{r.species}: GR (untreated: {', '.join(r.control)}{extra})")
     ax.legend(fontsize=7, loc="lower left")
 
 
