@@ -1,4 +1,4 @@
-"""Benchmark: the built-in 72 h ADC protocol (hourly imaging of 8 chambers) on the simulated rig.
+"""Benchmark: the built-in 72 h ADC protocol (hourly imaging of 8 chambers x 3 fields), simulated.
 
 Prints simulated time / wall time, the run's frame count, the wall time per frame next to
 one frame rendered alone in the same process (the share imaging takes), and the peak

@@ -48,24 +48,24 @@ def test_a_finished_run_opens_in_plots_images_and_events(viewer, qtbot, imaging_
     # events: all of them, as in the file
     assert len(viewer.events.visible_rows()) == n_events
 
-    # images: both chambers, all channels, every frame reachable with the slider
+    # images: every field of both chambers, all channels, every frame reachable with the slider
     images = viewer.images
     positions = [images.position.itemText(i) for i in range(images.position.count())]
     channels = {images.channel.itemText(i) for i in range(images.channel.count())}
-    assert positions == ["chamber 1", "chamber 2"]
+    assert positions == [f"chamber {k}{f}" for k in (1, 2) for f in "abc"]
     assert channels == {"brightfield", "live", "dead"}
     images.channel.setCurrentText("brightfield")
     assert images.slider.maximum() == 3  # 3 time points + the stain round
     images.slider.setValue(1)
     assert "frame 2" in images.info.text()
     with qtbot.waitSignal(images.outlines_drawn, timeout=30_000):
-        images.position.setCurrentText("chamber 2")
+        images.position.setCurrentText("chamber 2b")
     assert images.outline_pixels() > 100  # tumoroids were outlined
     low, high = images.levels()
     images.auto_contrast()
     assert images.levels() != (low, high)
 
-    # growth curves from /analysis/chambers
+    # growth curves from /analysis/chambers: one per chamber (its fields summed)
     drawn = [item for item in images.growth.getPlotItem().listDataItems() if item.name()]
     assert {item.name() for item in drawn} == {"chamber 1", "chamber 2"}
     assert sum(len(item.getData()[0]) for item in drawn) == n_chambers

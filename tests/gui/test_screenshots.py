@@ -71,7 +71,7 @@ def test_screenshots_of_each_main_view(qtbot, tmp_path: Path, imaging_run: Path)
         images.channel.setCurrentText("brightfield")
         images.growth_metric.setCurrentText("relative volume")
         with qtbot.waitSignal(images.outlines_drawn, timeout=30_000):
-            images.position.setCurrentText("chamber 2")
+            images.position.setCurrentText("chamber 2b")
         qtbot.wait(300)
         shots["images"] = _save(window, "images", folders)
         window.right.setCurrentWidget(window.events)
