@@ -18,17 +18,19 @@ TOLERANCE = 0.01
 
 
 def _small_camera_rig():
-    """The reference rig with a 256 x 256 camera, polled every 30 s instead of 10 s.
+    """The reference rig with a 256 x 256 camera at one field per chamber, polled every 30 s.
 
     The fluidics, the timeline and the imaging schedule are the same; rendering is 16 times
-    cheaper and polling 3 times (over a week of simulated time, polls dominate the run).
+    cheaper, a third of the frames (fields are tested in test_fields.py and the readout
+    tests), and polling 3 times cheaper (over a week of simulated time, polls dominate).
     """
     text = (
         reference_rig_config()
         .text.replace("sensor_px = [1024, 1024]", "sensor_px = [256, 256]")
         .replace('telemetry_period = "10 s"', 'telemetry_period = "30 s"')
+        .replace("fields_per_chamber = 3", "fields_per_chamber = 1")
     )
-    assert "[256, 256]" in text and '"30 s"' in text
+    assert "[256, 256]" in text and '"30 s"' in text and "fields_per_chamber = 1" in text
     return parse_config(text, "reference rig, 256 px camera")
 
 
