@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 pytestmark = [
@@ -51,8 +52,17 @@ CHILD = textwrap.dedent(
     protocol, out = sys.argv[1], sys.argv[2]
     clock = RealClock()
     t0 = clock.now_s()
-    result = api.run_protocol(protocol, sim=True, out=out, live_analysis=False)
+    day_ends = []  # wall time at the end of each simulated day
+
+    def on_status(status):
+        if status.t_s >= 86400.0 * (len(day_ends) + 1):
+            day_ends.append(clock.now_s() - t0)
+
+    result = api.run_protocol(
+        protocol, sim=True, out=out, live_analysis=False, on_status=on_status
+    )
     wall_s = clock.now_s() - t0
+    per_day_s = list(np.diff([0.0, *day_ends]))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with RunFile(out) as run:
         rows = sum(len(run.telemetry(d)["t_s"]) for d in run.telemetry_devices())
@@ -61,7 +71,8 @@ CHILD = textwrap.dedent(
             pixels, meta = read_stack(run, stack.position, stack.channel)
             frames += int(pixels.shape[0])
     print(json.dumps({"ok": result.ok, "sim_s": result.duration_s, "wall_s": wall_s,
-                      "peak_mb": peak_mb, "rows": rows, "frames": frames}))
+                      "peak_mb": peak_mb, "rows": rows, "frames": frames,
+                      "per_day_s": per_day_s}))
     """
 )
 
@@ -94,6 +105,15 @@ def test_soak_memory_flat_and_time_linear(tmp_path, capsys):
                 f"(x{got['peak_mb'] / base['peak_mb']:.2f}), {got['rows']} telemetry rows, "
                 f"{got['frames']} frames read back"
             )
-    # linear: 4x the simulated time costs 3..5.5x the wall time; memory stays flat
-    assert 3.0 <= figures[14.0]["wall_s"] / base["wall_s"] <= 5.5
+    # linear: a simulated day costs as much at the end of the 14-day run as at its start
+    # (medians of days 2-4 and of the last 3 days, in the same process: the ratio of whole
+    # runs of different lengths swings with this shared machine's load); memory stays flat
+    days = figures[14.0]["per_day_s"]
+    early, late = float(np.median(days[1:4])), float(np.median(days[-3:]))
+    with capsys.disabled():
+        print(
+            f"14 d run, wall per simulated day: days 2-4 {early:.2f} s, last 3 days "
+            f"{late:.2f} s (x{late / early:.2f}); each day: " + ", ".join(f"{d:.1f}" for d in days)
+        )
+    assert late <= 1.3 * early
     assert figures[14.0]["peak_mb"] <= 1.25 * base["peak_mb"]
