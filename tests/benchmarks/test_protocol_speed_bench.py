@@ -5,12 +5,13 @@ one frame rendered alone in the same process (the share imaging takes), and the 
 memory of the run's process. Target (issue "Simulated world"): the 72 h protocol in under
 60 s on this 2-core machine. Live analysis is off here (it has its own benchmark,
 ``test_analysis_bench.py``; with it the whole run took 64 s on an idle machine).
-Run with ``pytest -m slow -s tests/benchmarks``.
+Opt-in: ``CHIPCTL_SPEED_BENCH=1 pytest -s tests/benchmarks/test_protocol_speed_bench.py``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,7 +22,14 @@ from chipctl.config import reference_rig_config
 from chipctl.rig import build_rig
 from drivers.clock import VirtualClock
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # 2,232 frames and 4.5 GB since every chamber is imaged in 3 fields: 46-50 s of CI's 15
+    # minutes, so opt-in like the soak (last measured: 46.4 s without live analysis)
+    pytest.mark.skipif(
+        not os.environ.get("CHIPCTL_SPEED_BENCH"), reason="opt-in: set CHIPCTL_SPEED_BENCH=1"
+    ),
+]
 
 _CHILD = r"""
 import json, resource, sys, time
