@@ -15,16 +15,40 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from chipctl.analysis.gr import chamber_fold, fit_curve, gr_max, gr_values
-from simulator.biology import build_reference_biology
+from simulator.biology import Biology, TumoroidTruth, build_reference_biology
 from simulator.world import World
 
 #: Step of the re-simulation, s (the run's biology advances in the same order).
 STEP_S = 600.0
+
+
+def resimulate(
+    seed: int,
+    delivered: Callable[[], dict[str, np.ndarray]],
+    now: dict[str, float],
+    marks_s: tuple[float, ...],
+) -> tuple[Biology, dict[float, TumoroidTruth]]:
+    """Re-simulate patient ``seed``'s tumoroids and return their truth at ``marks_s``.
+
+    ``delivered`` gives each drug's concentration per chamber at ``now["t"]`` (set here
+    before each step), as the simulated chip hands it to the biology.
+    """
+    bio = build_reference_biology(World(seed), delivered, seed=seed, add_to_world=False)
+    grid = np.union1d(np.arange(0.0, max(marks_s), STEP_S), marks_s)
+    truth = {}
+    for a, b in itertools.pairwise(grid):
+        now["t"] = a
+        bio.step(a, b)
+        bio.sync()
+        if b in marks_s:
+            truth[float(b)] = bio.tumoroids()
+    return bio, truth
 
 
 @dataclass(frozen=True)
@@ -87,20 +111,13 @@ def planted_response(
             factor = float(np.interp(now["t"], t_s, shape))
             return {species: np.array([levels[i] * factor for i in level_of])}
 
-        bio = build_reference_biology(World(seed), delivered, seed=seed, add_to_world=False)
-        marks = [t0_s, t1_s]
-        grid = np.union1d(np.arange(0.0, t1_s, STEP_S), marks)
-        state = {}
-        for a, b in itertools.pairwise(grid):
-            now["t"] = a
-            bio.step(a, b)
-            bio.sync()
-            if b in marks:
-                # as the readout measures them: brightfield volume at the start, the
-                # stained live volume at a viable readout
-                truth = bio.tumoroids()
-                live = viable and b == t1_s
-                state[b] = truth.live_volume_um3 if live else truth.volume_um3
+        bio, truth = resimulate(seed, delivered, now, (t0_s, t1_s))
+        # as the readout measures them: brightfield volume at the start, the stained live
+        # volume at a viable readout
+        state = {
+            t0_s: truth[t0_s].volume_um3,
+            t1_s: truth[t1_s].live_volume_um3 if viable else truth[t1_s].volume_um3,
+        }
         for k in range(n_chambers):
             sel = bio.chamber == k
             x0[level_of[k]].append(state[t0_s][sel])

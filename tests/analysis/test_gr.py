@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -385,8 +384,7 @@ def test_gr_from_images_matches_the_simulated_tumoroids(tmp_path_factory):
     analysis chain, not the luck of which tumoroids a field happens to hold.
     """
     from chipctl.analysis.exposure import exposure_from_run
-    from simulator.biology import build_reference_biology
-    from simulator.world import World
+    from tests.analysis.planted import resimulate
     from tests.analysis.test_cli_analysis import shared_run
 
     path = shared_run(tmp_path_factory)
@@ -404,16 +402,7 @@ def test_gr_from_images_matches_the_simulated_tumoroids(tmp_path_factory):
     def delivered():
         return {"t-vc-mmae": np.array([np.interp(now["t"], t_truth, c) for c in per_chamber])}
 
-    bio = build_reference_biology(World(seed), delivered, seed=seed, add_to_world=False)
-    marks = [result.t0_s, result.t1_s]
-    grid = np.union1d(np.arange(0.0, result.t1_s, 600.0), marks)
-    state = {}
-    for a, b in itertools.pairwise(grid):
-        now["t"] = a
-        bio.step(a, b)
-        bio.sync()
-        if b in marks:
-            state[b] = bio.tumoroids()
+    bio, state = resimulate(seed, delivered, now, (result.t0_s, result.t1_s))
     start, end = state[result.t0_s], state[result.t1_s]
     # tumoroids wholly inside one of the chamber's three fields (chamber 10 mm long)
     step_um = max(10000.0 / 3.0, frame_um)
